@@ -1,0 +1,1 @@
+"""The local stack: real services as plain processes, driven by hack/stack."""
