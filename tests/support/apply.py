@@ -1,0 +1,21 @@
+"""Run the worker's decode → coalesce → write stages on raw messages, as the consumer does."""
+
+from __future__ import annotations
+
+import psycopg
+from cdc_worker.coalesce import coalesce
+from cdc_worker.decode import decode
+from cdc_worker.schema import TableSchema
+from cdc_worker.write import TableWriter, WriteResult
+
+
+def apply_batch(
+    conn: psycopg.Connection[tuple[object, ...]],
+    writer: TableWriter,
+    schema: TableSchema,
+    messages: list[bytes],
+    now_us: int,
+) -> WriteResult:
+    batch = coalesce(schema, [decode(schema, m) for m in messages])
+    with conn.transaction(), conn.cursor() as cur:
+        return writer.write(cur, batch, now_us)

@@ -1,0 +1,188 @@
+"""Decode one Debezium Cassandra change event into a `Change` (plain data).
+
+What the connector sends (docs/debezium-wire-format.md): `after` lists every
+column; `null` means "not written by this mutation", `{value, deletion_ts,
+set}` a written cell whose `deletion_ts` is the TTL expiry in µs. Key columns
+always carry their value. `op` is `i`, `u`, `d` (row, or partition when a
+clustering column is null) or `r` (range delete with `_range_start/_range_end`).
+Both the plain payload and the `{schema, payload}` wrapper are accepted.
+Anything malformed raises `DecodeError`, which dead-letters the event.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any
+
+import orjson
+
+from cdc_worker.schema import ColumnKind, TableSchema
+from cdc_worker.typemap import to_pg_text
+
+
+class DecodeError(ValueError):
+    """The event cannot be applied: malformed, missing key, or an unconvertible value."""
+
+
+class UnknownColumns(Exception):
+    def __init__(self, columns: dict[str, Any]) -> None:
+        super().__init__(f"event carries columns not in the schema: {sorted(columns)}")
+        self.columns = columns  # name -> the Kafka Connect field schema, or the raw cell
+
+
+class Kind(IntEnum):
+    WRITE = 0
+    ROW_DELETE = 1
+    PARTITION_DELETE = 2
+    RANGE_DELETE = 3
+
+
+Bound = tuple[tuple[str, ...], bool]  # clustering-prefix values (PG text), inclusive?
+
+
+@dataclass(slots=True)
+class Change:
+    kind: Kind
+    ts: int  # the mutation's write timestamp, µs
+    key: tuple[str | None, ...]  # primary-key values as PG text; clustering may be None
+    cells: dict[str, tuple[str | None, int | None]]  # column -> (PG text | None, expiry µs | None)
+    row_marker: bool  # INSERT: the row exists even if every non-key column is null
+    marker_expiry: int | None
+    range_start: Bound | None = None
+    range_end: Bound | None = None
+    snapshot: bool = False
+
+
+_META = ("_range_start", "_range_end")
+
+
+def parse_envelope(raw: bytes | None) -> dict[str, Any]:
+    if raw is None:
+        raise DecodeError("tombstone message (null value) is not a Debezium change event")
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        raise DecodeError(f"malformed JSON: {e}") from e
+    if isinstance(doc, dict) and "payload" in doc and "schema" in doc:
+        doc = doc["payload"]
+    if not isinstance(doc, dict):
+        raise DecodeError("event is not a JSON object")
+    return doc
+
+
+def decode(schema: TableSchema, raw: bytes | None) -> Change:
+    env = parse_envelope(raw)
+    op = env.get("op")
+    source = env.get("source")
+    after = env.get("after")
+    if op not in ("i", "u", "d", "r"):
+        raise DecodeError(f"unknown op {op!r}")
+    if not isinstance(source, dict) or not isinstance(after, dict):
+        raise DecodeError("event lacks `source` or `after`")
+    ts = source.get("ts_us")
+    if not isinstance(ts, int) or isinstance(ts, bool):
+        raise DecodeError("source.ts_us is missing or not an integer")
+    if source.get("keyspace") != schema.keyspace or source.get("table") != schema.table:
+        raise DecodeError(
+            f"event is for {source.get('keyspace')}.{source.get('table')}, "
+            f"not {schema.keyspace}.{schema.table}"
+        )
+
+    by_name = schema.by_name
+    unknown = {n: c for n, c in after.items() if n not in by_name and n not in _META}
+    if unknown:
+        raise UnknownColumns(unknown)
+
+    key: list[str | None] = []
+    for col in schema.primary_key:
+        cell = after.get(col.name)
+        value = cell.get("value") if isinstance(cell, dict) else None
+        if value is None:
+            if col.kind is ColumnKind.PARTITION_KEY:
+                raise DecodeError(f"partition key column {col.name!r} has no value")
+            key.append(None)
+            continue
+        key.append(_text(col.cql, value, col.name))
+
+    clustering_missing = key[len(schema.partition_key) :].count(None)
+    if op == "r":
+        return Change(
+            Kind.RANGE_DELETE, ts, tuple(key), {}, False, None,
+            _bound(schema, after.get("_range_start"), "START"),
+            _bound(schema, after.get("_range_end"), "END"),
+        )  # fmt: skip
+    if clustering_missing:
+        if op != "d":
+            raise DecodeError(f"op {op!r} with a null clustering column")
+        if any(k is not None for k in key[len(schema.partition_key) :]):
+            raise DecodeError(
+                "a delete with only some clustering columns is not a partition delete"
+            )
+        return Change(Kind.PARTITION_DELETE, ts, tuple(key), {}, False, None)
+    if op == "d":
+        return Change(Kind.ROW_DELETE, ts, tuple(key), {}, False, None)
+
+    cells: dict[str, tuple[str | None, int | None]] = {}
+    expiry: int | None = None
+    for col in schema.values:
+        cell = after.get(col.name)
+        if cell is None:
+            continue  # not written by this mutation
+        if not isinstance(cell, dict):
+            raise DecodeError(f"column {col.name!r}: expected a cell object")
+        value = cell.get("value")
+        exp = cell.get("deletion_ts")
+        if exp is not None and (not isinstance(exp, int) or isinstance(exp, bool)):
+            raise DecodeError(f"column {col.name!r}: deletion_ts is not an integer")
+        cells[col.name] = (None if value is None else _text(col.cql, value, col.name), exp)
+        if exp is not None and value is not None:
+            expiry = exp if expiry is None else max(expiry, exp)
+    snapshot = str(source.get("snapshot", "false")).lower() not in ("false", "")
+    return Change(Kind.WRITE, ts, tuple(key), cells, op == "i", expiry, snapshot=snapshot)
+
+
+def _text(cql: Any, value: Any, name: str) -> str:
+    try:
+        return to_pg_text(cql, value)
+    except ValueError as e:
+        raise DecodeError(f"column {name!r}: {e}") from e
+
+
+def _bound(schema: TableSchema, raw: Any, which: str) -> Bound | None:
+    if raw is None:
+        raise DecodeError(f"range delete without _range_{which.lower()}")
+    if not isinstance(raw, dict) or not isinstance(raw.get("values"), list):
+        raise DecodeError(f"_range_{which.lower()} is malformed")
+    method = str(raw.get("method", ""))
+    if which not in method:
+        raise DecodeError(f"_range_{which.lower()} has method {method!r}")
+    values = raw["values"]
+    if not values:
+        return None  # unbounded
+    clustering = schema.clustering
+    if len(values) > len(clustering):
+        raise DecodeError("range bound has more values than clustering columns")
+    out: list[str] = []
+    for col, v in zip(clustering, values, strict=False):
+        if not isinstance(v, dict) or v.get("name") != col.name:
+            raise DecodeError(f"range bound value for {col.name!r} is malformed")
+        out.append(_text(col.cql, _from_cql_string(col.cql.name, v.get("value")), col.name))
+    return tuple(out), method.startswith("INCL")
+
+
+def _from_cql_string(cql_name: str, s: Any) -> Any:
+    """Range bounds carry values as Cassandra's string form; map them to the JSON form."""
+    if not isinstance(s, str):
+        return s
+    if cql_name in ("tinyint", "smallint", "int", "bigint", "varint", "counter"):
+        return int(s)
+    if cql_name in ("float", "double"):
+        return float(s)
+    if cql_name == "boolean":
+        return s.lower() == "true"
+    if cql_name == "blob" and s.startswith("0x"):
+        import base64
+
+        return base64.b64encode(bytes.fromhex(s[2:])).decode()
+    return s

@@ -1,0 +1,376 @@
+"""Write a coalesced batch into PostgreSQL: COPY into staging, then one set-based merge.
+
+The merge applies the same rules as coalesce.py between the batch and what is
+stored: per-column last-write-wins on the attnum-indexed `_cdc_ts` arrays, the
+highest tombstone of row, partition (`_cdc_ptomb_*`) and range (`_cdc_rtomb_*`)
+shadows older cells, and expiry is judged against one `now` for the batch.
+Rows that end up dead move to `_cdc_dead_*` (hard mode) or get
+`_cdc_deleted_at` (soft mode). Everything happens in the caller's transaction,
+under an advisory lock on the table: shared for ordinary batches, exclusive for
+batches carrying partition or range tombstones (they read rows of other keys).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import orjson
+import psycopg
+
+from cdc_worker.coalesce import Coalesced, Key, RangeTombstone
+from cdc_worker.decode import Bound
+from cdc_worker.ranges import covers
+from cdc_worker.target import DeleteMode, Target, qi
+
+_ESC = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+_MAX = "9223372036854775807"
+
+
+def _f(v: str | int | None) -> str:
+    if v is None:
+        return "\\N"
+    if isinstance(v, int):
+        return str(v)
+    return v.translate(_ESC)
+
+
+def _arr(vals: Sequence[int | None]) -> str:
+    return "{" + ",".join("NULL" if v is None else str(v) for v in vals) + "}"
+
+
+def _bound_json(b: Bound | None) -> str:
+    return "null" if b is None else orjson.dumps({"v": list(b[0]), "incl": b[1]}).decode()
+
+
+def _bound_from(j: object) -> Bound | None:
+    if not isinstance(j, dict):
+        return None
+    return tuple(j["v"]), bool(j["incl"])
+
+
+@dataclass(slots=True)
+class WriteResult:
+    rows: int
+    live: int
+    dead: int
+
+
+class TableWriter:
+    """SQL for one target table, built once per schema version (see `prepare`)."""
+
+    def __init__(self, target: Target, attnums: dict[str, int]) -> None:
+        self.t = t = target
+        self.keys = t.key_columns
+        self.part = t.partition_columns
+        self.vals = t.value_columns
+        self.attnums = attnums
+        self.stage = qi(f"_cdc_stage_{t.lock_key & 0xFFFFFFFF:x}")
+        self.pdel = qi(f"_cdc_pdel_{t.lock_key & 0xFFFFFFFF:x}")
+        self.rowdel = qi(f"_cdc_rowdel_{t.lock_key & 0xFFFFFFFF:x}")
+        self.rdel = qi(f"_cdc_rdel_{t.lock_key & 0xFFFFFFFF:x}")
+        self.val_index = {c.source: i for i, c in enumerate(self.vals)}
+        self._build_sql()
+
+    # -- SQL ----------------------------------------------------------------------------------
+    def _build_sql(self) -> None:
+        t, keys, part, vals = self.t, self.keys, self.part, self.vals
+        K = [qi(c.target) for c in keys]
+        P = [qi(c.target) for c in part]
+        kdef = ", ".join(f"{qi(c.target)} {c.pg_type} NOT NULL" for c in keys)
+        pdef = ", ".join(f"{qi(c.target)} {c.pg_type} NOT NULL" for c in part)
+        vdef = "".join(f", {qi(c.target)} text" for c in vals)
+        klist = ", ".join(K)
+        self.temp_ddl = [
+            f"CREATE TEMP TABLE IF NOT EXISTS {self.stage} ({kdef}{vdef}, _cdc_ts bigint[], "
+            "_cdc_exp bigint[], _cdc_marker_ts bigint, _cdc_marker_exp bigint, _cdc_del_ts bigint, "
+            f"PRIMARY KEY ({klist})) ON COMMIT DELETE ROWS",
+            f"CREATE TEMP TABLE IF NOT EXISTS {self.pdel} ({pdef}, ts bigint NOT NULL) "
+            "ON COMMIT DELETE ROWS",
+            f"CREATE TEMP TABLE IF NOT EXISTS {self.rowdel} ({kdef}, ts bigint NOT NULL) "
+            "ON COMMIT DELETE ROWS",
+            f"CREATE TEMP TABLE IF NOT EXISTS {self.rdel} (idx int NOT NULL, {pdef}) "
+            "ON COMMIT DELETE ROWS",
+        ]
+        self.copy_stage = (
+            f"COPY {self.stage} ({', '.join([*K, *(qi(c.target) for c in vals)])}, _cdc_ts, "
+            "_cdc_exp, _cdc_marker_ts, _cdc_marker_exp, _cdc_del_ts) FROM STDIN"
+        )
+        self.copy_pdel = f"COPY {self.pdel} ({', '.join(P)}, ts) FROM STDIN"
+        self.copy_rowdel = f"COPY {self.rowdel} ({klist}, ts) FROM STDIN"
+        self.copy_rdel = f"COPY {self.rdel} (idx, {', '.join(P)}) FROM STDIN"
+
+        def on(a: str, b: str, cols: list[str]) -> str:
+            return " AND ".join(f"{a}.{c} = {b}.{c}" for c in cols)
+
+        self.store_ptomb = (
+            f"INSERT INTO {t.ptomb} ({', '.join(P)}, _cdc_del_ts) SELECT {', '.join(P)}, max(ts) "
+            f"FROM {self.pdel} GROUP BY {', '.join(P)} ON CONFLICT ({', '.join(P)}) DO UPDATE SET "
+            f"_cdc_del_ts = GREATEST({t.ptomb}._cdc_del_ts, EXCLUDED._cdc_del_ts), "
+            "_cdc_recorded_at = now()"
+        )
+        upsert_del = (
+            f"ON CONFLICT ({klist}) DO UPDATE SET _cdc_del_ts = "
+            f"GREATEST({self.stage}._cdc_del_ts, EXCLUDED._cdc_del_ts)"
+        )
+        mk = ", ".join("m." + k for k in K)
+        self.expand_pdel = (
+            f"INSERT INTO {self.stage} ({klist}, _cdc_del_ts) SELECT {mk}, max(p.ts) "
+            f"FROM {t.fq} m JOIN {self.pdel} p ON {on('m', 'p', P)} GROUP BY {mk} {upsert_del}"
+        )
+        self.apply_rowdel = (
+            f"INSERT INTO {self.stage} ({klist}, _cdc_del_ts) SELECT {klist}, max(ts) "
+            f"FROM {self.rowdel} GROUP BY {klist} {upsert_del}"
+        )
+        self.apply_ptomb = (
+            f"UPDATE {self.stage} s SET _cdc_del_ts = p._cdc_del_ts FROM {t.ptomb} p "
+            f"WHERE {on('s', 'p', P)} AND p._cdc_del_ts > COALESCE(s._cdc_del_ts, -1)"
+        )
+        ktext = ", ".join(f"m.{k}::text" for k in K)
+        self.rows_in_rdel = (
+            f"SELECT DISTINCT r.idx, {ktext} FROM {t.fq} m JOIN {self.rdel} r ON {on('m', 'r', P)}"
+        )
+        stext = ", ".join(f"s.{k}::text" for k in K)
+        self.stage_vs_rtomb = (
+            f"SELECT r._cdc_start, r._cdc_end, r._cdc_del_ts, {stext} FROM {self.stage} s "
+            f"JOIN {t.rtomb} r ON {on('s', 'r', P)} "
+            "WHERE r._cdc_del_ts > COALESCE(s._cdc_del_ts, -1)"
+        )
+        self.store_rtomb = (
+            f"INSERT INTO {t.rtomb} ({', '.join(P)}, _cdc_start, _cdc_end, _cdc_del_ts) "
+            f"VALUES ({', '.join(['%s'] * len(P))}, %s, %s, %s) "
+            f"ON CONFLICT ({', '.join(P)}, _cdc_start, _cdc_end) DO UPDATE SET _cdc_del_ts = "
+            f"GREATEST({t.rtomb}._cdc_del_ts, EXCLUDED._cdc_del_ts), _cdc_recorded_at = now()"
+        )
+        self.merge = self._merge_sql()
+
+    def _merge_sql(self) -> str:
+        t, keys, vals = self.t, self.keys, self.vals
+        soft = t.delete_mode is DeleteMode.SOFT
+        K = [qi(c.target) for c in keys]
+        jk = " AND ".join(f"m.{k} = s.{k}" for k in K)
+        jd = " AND ".join(f"d.{k} = s.{k}" for k in K)
+
+        def o(meta: str) -> str:
+            return f"m.{meta}" if soft else f"COALESCE(m.{meta}, d.{meta})"
+
+        j = [f"s.{k}" for k in K]
+        w = ["j.*"]
+        mrg = [f"j.{k}" for k in K]
+        for i, c in enumerate(vals):
+            a, col = self.attnums[c.target], qi(c.target)
+            j += [
+                f"s.{col} AS s{i}", f"m.{col} AS o{i}",
+                f"s._cdc_ts[{i + 1}] AS st{i}", f"({o('_cdc_ts')})[{a}] AS ot{i}",
+                f"s._cdc_exp[{i + 1}] AS se{i}", f"({o('_cdc_exp')})[{a}] AS oe{i}",
+            ]  # fmt: skip
+            w.append(
+                f"(st{i} IS NOT NULL AND (ot{i} IS NULL OR st{i} > ot{i} OR (st{i} = ot{i} AND ("
+                f"(s{i} IS NULL AND o{i} IS NOT NULL) OR "
+                f"(s{i} IS NOT NULL AND o{i} IS NOT NULL AND s{i} > o{i}::text) OR "
+                f"(s{i} IS NOT DISTINCT FROM o{i}::text AND "
+                f"COALESCE(se{i}, {_MAX}) > COALESCE(oe{i}, {_MAX})))))) AS w{i}"
+            )
+            mrg += [
+                f"CASE WHEN w{i} THEN s{i}::{c.pg_type} ELSE o{i} END AS v{i}",
+                f"CASE WHEN w{i} THEN st{i} ELSE ot{i} END AS t{i}",
+                f"CASE WHEN w{i} THEN se{i} ELSE oe{i} END AS e{i}",
+                f"o{i}",
+            ]
+        j += [
+            f"GREATEST(s._cdc_del_ts, m._cdc_del_ts{'' if soft else ', d._cdc_del_ts'}) AS del",
+            "s._cdc_marker_ts AS sm", "s._cdc_marker_exp AS sme",
+            f"{o('_cdc_marker_ts')} AS om", f"{o('_cdc_marker_exp')} AS ome",
+            f"{'m._cdc_deleted_at' if soft else 'NULL::timestamptz'} AS odel_at",
+        ]  # fmt: skip
+        w.append(
+            f"(sm IS NOT NULL AND (om IS NULL OR sm > om OR (sm = om AND "
+            f"COALESCE(sme, {_MAX}) > COALESCE(ome, {_MAX})))) AS wm"
+        )
+        mrg += [
+            "j.del", "j.odel_at",
+            "CASE WHEN wm THEN sm ELSE om END AS mt", "CASE WHEN wm THEN sme ELSE ome END AS me",
+        ]  # fmt: skip
+        live = [
+            f"COALESCE(t{i} > COALESCE(del, -1) AND v{i} IS NOT NULL "
+            f"AND (e{i} IS NULL OR e{i} > %(now)s), false)"
+            for i in range(len(vals))
+        ]
+        live_m = "COALESCE(mt > COALESCE(del, -1) AND (me IS NULL OR me > %(now)s), false)"
+        f = [f"m.{k}" for k in K] + [f"{lv} AS l{i}" for i, lv in enumerate(live)]
+        f += [f"m.v{i}, m.t{i}, m.e{i}, m.o{i}" for i in range(len(vals))]
+        f += ["m.del", "m.odel_at", "m.mt", "m.me", f"{live_m} AS lm"]
+        alive = " OR ".join([*(f"l{i}" for i in range(len(vals))), "lm"])
+
+        size = max([self.attnums[c.target] for c in vals], default=0)
+        pos = {self.attnums[c.target]: i for i, c in enumerate(vals)}
+
+        def arr(expr: str) -> str:
+            items = [
+                expr.format(i=pos[p]) if p in pos else "NULL::bigint" for p in range(1, size + 1)
+            ]
+            return f"ARRAY[{', '.join(items)}]::bigint[]" if items else "NULL::bigint[]"
+
+        r = [f"f.{k}" for k in K]
+        for i, c in enumerate(vals):
+            value = f"CASE WHEN l{i} THEN v{i} END"
+            if soft:
+                value = f"CASE WHEN ({alive}) THEN {value} ELSE o{i} END"
+            r.append(f"{value} AS {qi(c.target)}")
+        r += [
+            arr("CASE WHEN t{i} > COALESCE(del, -1) THEN t{i} END") + " AS _cdc_ts",
+            arr("CASE WHEN t{i} > COALESCE(del, -1) THEN e{i} END") + " AS _cdc_exp",
+            "CASE WHEN mt > COALESCE(del, -1) THEN mt END AS _cdc_marker_ts",
+            "CASE WHEN mt > COALESCE(del, -1) THEN me END AS _cdc_marker_exp",
+            "del AS _cdc_del_ts",
+            "LEAST(" + ", ".join([*(f"CASE WHEN l{i} THEN e{i} END" for i in range(len(vals))),
+                                  "CASE WHEN lm THEN me END"]) + ") AS _cdc_next_exp",
+            f"({alive}) AS alive",
+            "odel_at",
+        ]  # fmt: skip
+
+        cte = (
+            f"WITH j AS (SELECT {', '.join(j)} FROM {self.stage} s "
+            f"LEFT JOIN {t.fq} m ON {jk}"
+            + ("" if soft else f" LEFT JOIN {t.dead} d ON {jd}")
+            + f"), w AS (SELECT {', '.join(w)} FROM j), "
+            f"m AS (SELECT {', '.join(mrg)} FROM w j), "
+            f"f AS (SELECT {', '.join(f)} FROM m), "
+            f"r AS (SELECT {', '.join(r)} FROM f)"
+        )
+        cols = [*K, *(qi(c.target) for c in vals)]
+        meta = ["_cdc_ts", "_cdc_exp", "_cdc_marker_ts", "_cdc_marker_exp", "_cdc_del_ts"]
+        main_cols = [*cols, *meta, "_cdc_next_exp", "_cdc_updated_at"]
+        main_sel = [*(f"r.{c}" for c in [*cols, *meta, "_cdc_next_exp"]), "now()"]
+        if soft:
+            main_cols.append("_cdc_deleted_at")
+            main_sel.append("CASE WHEN r.alive THEN NULL ELSE COALESCE(r.odel_at, now()) END")
+        sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in main_cols[len(K) :])
+        klist = ", ".join(K)
+        where_live = "" if soft else " WHERE r.alive"
+        stmt = (
+            f"{cte}, up AS (INSERT INTO {t.fq} ({', '.join(main_cols)}) "
+            f"SELECT {', '.join(main_sel)} FROM r{where_live} "
+            f"ON CONFLICT ({klist}) DO UPDATE SET {sets} RETURNING 1)"
+        )
+        if not soft:
+            rk = " AND ".join(f"x.{k} = r.{k}" for k in K)
+            dcols = [*K, *meta, "_cdc_dead_at"]
+            dsets = ", ".join(f"{c} = EXCLUDED.{c}" for c in dcols[len(K) :])
+            stmt += (
+                f", dm AS (DELETE FROM {t.fq} x USING r WHERE {rk} AND NOT r.alive RETURNING 1)"
+                f", di AS (INSERT INTO {t.dead} ({', '.join(dcols)}) SELECT "
+                f"{', '.join(f'r.{c}' for c in [*K, *meta])}, now() FROM r WHERE NOT r.alive "
+                f"ON CONFLICT ({klist}) DO UPDATE SET {dsets} RETURNING 1)"
+                f", dd AS (DELETE FROM {t.dead} x USING r WHERE {rk} AND r.alive RETURNING 1)"
+            )
+        stmt += " SELECT (SELECT count(*) FROM r), (SELECT count(*) FROM r WHERE r.alive)"
+        if not soft:
+            stmt += (
+                ", (SELECT count(*) FROM dm), (SELECT count(*) FROM di), (SELECT count(*) FROM dd)"
+            )
+        return stmt
+
+    # -- data ---------------------------------------------------------------------------------
+    def _stage_lines(self, batch: Coalesced) -> Iterable[str]:
+        n = len(self.vals)
+        idx = self.val_index
+        for key, row in batch.rows.items():
+            values: list[str | None] = [None] * n
+            ts: list[int | None] = [None] * n
+            exp: list[int | None] = [None] * n
+            for name, (cts, value, cexp) in row.cells.items():
+                i = idx.get(name)
+                if i is None:
+                    continue  # excluded column
+                values[i], ts[i], exp[i] = value, cts, cexp
+            yield (
+                "\t".join(
+                    [
+                        *map(_f, key),
+                        *map(_f, values),
+                        _arr(ts),
+                        _arr(exp),
+                        _f(row.marker_ts),
+                        _f(row.marker_exp),
+                        _f(row.del_ts),
+                    ]
+                )
+                + "\n"
+            )
+
+    def write(
+        self, cur: psycopg.Cursor[tuple[object, ...]], batch: Coalesced, now_us: int
+    ) -> WriteResult:
+        exclusive = bool(batch.partition_dels or batch.range_dels)
+        lock = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+        cur.execute(f"SELECT {lock}(%s)", (self.t.lock_key,))
+        with cur.copy(self.copy_stage) as cp:
+            buf: list[str] = []
+            for line in self._stage_lines(batch):
+                buf.append(line)
+                if len(buf) >= 2000:
+                    cp.write("".join(buf))
+                    buf.clear()
+            if buf:
+                cp.write("".join(buf))
+        if batch.partition_dels:
+            with cur.copy(self.copy_pdel) as cp:
+                for pk, ts in batch.partition_dels.items():
+                    cp.write("\t".join([*map(_f, pk), str(ts)]) + "\n")
+            cur.execute(self.store_ptomb)
+            cur.execute(self.expand_pdel)
+        if batch.range_dels:
+            self._batch_ranges(cur, batch.range_dels)
+        cur.execute(self.apply_ptomb)
+        self._stored_ranges(cur)
+        cur.execute(self.merge, {"now": now_us})
+        res = cur.fetchone()
+        assert res is not None
+        total, live = int(str(res[0])), int(str(res[1]))
+        return WriteResult(total, live, total - live)
+
+    def _batch_ranges(
+        self, cur: psycopg.Cursor[tuple[object, ...]], range_dels: dict[Key, list[RangeTombstone]]
+    ) -> None:
+        tombs: list[tuple[Key, RangeTombstone]] = [
+            (pk, t) for pk, ts in range_dels.items() for t in ts
+        ]
+        for pk, t in tombs:
+            cur.execute(self.store_rtomb, (*pk, _bound_json(t.start), _bound_json(t.end), t.ts))
+        with cur.copy(self.copy_rdel) as cp:
+            for i, (pk, _) in enumerate(tombs):
+                cp.write("\t".join([str(i), *map(_f, pk)]) + "\n")
+        cur.execute(self.rows_in_rdel)
+        pk_len = len(self.part)
+        hits: list[tuple[tuple[str, ...], int]] = []
+        for row in cur.fetchall():
+            t = tombs[int(str(row[0]))][1]
+            key = tuple(str(v) for v in row[1:])
+            if covers(self.t.schema.clustering, key[pk_len:], t.start, t.end):
+                hits.append((key, t.ts))
+        self._rowdel(cur, hits)
+
+    def _stored_ranges(self, cur: psycopg.Cursor[tuple[object, ...]]) -> None:
+        cur.execute(self.stage_vs_rtomb)
+        rows = cur.fetchall()
+        if not rows:
+            return
+        pk_len = len(self.part)
+        hits: list[tuple[tuple[str, ...], int]] = []
+        for start, end, ts, *key_vals in rows:
+            key = tuple(str(v) for v in key_vals)
+            if covers(self.t.schema.clustering, key[pk_len:], _bound_from(start), _bound_from(end)):
+                hits.append((key, int(str(ts))))
+        self._rowdel(cur, hits)
+
+    def _rowdel(
+        self, cur: psycopg.Cursor[tuple[object, ...]], hits: list[tuple[tuple[str, ...], int]]
+    ) -> None:
+        if not hits:
+            return
+        with cur.copy(self.copy_rowdel) as cp:
+            for key, ts in hits:
+                cp.write("\t".join([*map(_f, key), str(ts)]) + "\n")
+        cur.execute(self.apply_rowdel)
+        cur.execute(f"TRUNCATE {self.rowdel}")
