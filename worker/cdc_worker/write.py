@@ -82,7 +82,9 @@ class TableWriter:
         vdef = "".join(f", {qi(c.target)} text" for c in vals)
         klist = ", ".join(K)
         self.temp_ddl = [
-            f"CREATE TEMP TABLE IF NOT EXISTS {self.stage} ({kdef}{vdef}, _cdc_ts bigint[], "
+            # Dropped first: after schema evolution the staging table needs the new columns.
+            f"DROP TABLE IF EXISTS {self.stage}",
+            f"CREATE TEMP TABLE {self.stage} ({kdef}{vdef}, _cdc_ts bigint[], "
             "_cdc_exp bigint[], _cdc_marker_ts bigint, _cdc_marker_exp bigint, _cdc_del_ts bigint, "
             f"PRIMARY KEY ({klist})) ON COMMIT DELETE ROWS",
             f"CREATE TEMP TABLE IF NOT EXISTS {self.pdel} ({pdef}, ts bigint NOT NULL) "
@@ -374,3 +376,26 @@ class TableWriter:
                 cp.write("\t".join([*map(_f, key), str(ts)]) + "\n")
         cur.execute(self.apply_rowdel)
         cur.execute(f"TRUNCATE {self.rowdel}")
+
+    # -- housekeeping ---------------------------------------------------------------------------
+    def sweep(self, cur: psycopg.Cursor[tuple[object, ...]], now_us: int, limit: int) -> int:
+        """Re-merge rows with expired cells so they read as Cassandra would; returns rows."""
+        klist = ", ".join(qi(c.target) for c in self.keys)
+        cur.execute("SELECT pg_advisory_xact_lock_shared(%s)", (self.t.lock_key,))
+        cur.execute(
+            f"INSERT INTO {self.stage} ({klist}) SELECT {klist} FROM {self.t.fq} "
+            f"WHERE _cdc_next_exp <= %s LIMIT %s",
+            (now_us, limit),
+        )
+        if not cur.rowcount:
+            return 0
+        cur.execute(self.apply_ptomb)
+        cur.execute(self.merge, {"now": now_us})
+        return max(cur.rowcount, 0)
+
+    def purge(self, cur: psycopg.Cursor[tuple[object, ...]], grace_seconds: int) -> None:
+        """Drop tombstones older than the grace period."""
+        cutoff = "now() - make_interval(secs => %s)"
+        cur.execute(f"DELETE FROM {self.t.dead} WHERE _cdc_dead_at < {cutoff}", (grace_seconds,))
+        for side in (self.t.ptomb, self.t.rtomb):
+            cur.execute(f"DELETE FROM {side} WHERE _cdc_recorded_at < {cutoff}", (grace_seconds,))

@@ -1,0 +1,231 @@
+"""The real `cdc-worker` process against the stack's Kafka, PostgreSQL and Redis."""
+
+from __future__ import annotations
+
+import random
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import pytest
+import redis
+
+from tests.integration.test_worker_semantics import to_event
+from tests.support.cassandra_model import Delete, History, Write
+from tests.support.events import cell, envelope
+from tests.support.worker_proc import (
+    WorkerProcess,
+    consume_all,
+    create_topics,
+    free_port,
+    produce,
+    wait_for,
+)
+
+pytestmark = pytest.mark.integration
+
+PT_SCHEMA = {
+    "partitionKey": ["p"],
+    "clusteringKey": ["c"],
+    "columns": {"p": "int", "c": "int", "a": "int", "b": "text"},
+}
+
+
+def _dsn_without_password(dsn: str) -> str:
+    u = urlsplit(dsn)
+    netloc = f"{u.username}@{u.hostname}:{u.port}"
+    return urlunsplit((u.scheme, netloc, u.path, u.query, u.fragment))
+
+
+@pytest.fixture
+def env(stack: Any) -> dict[str, str]:
+    return stack("postgres", "redis", "kafka")  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def pg(env: dict[str, str]) -> Iterator[psycopg.Connection[Any]]:
+    with psycopg.connect(env["PG_DSN"], autocommit=True) as conn:
+        yield conn
+
+
+def worker_config(env: dict[str, str], name: str, tables: list[dict[str, Any]], **kw: Any) -> Any:
+    return {
+        "pipeline": name,
+        "kafka": {"bootstrapServers": env["KAFKA_BOOTSTRAP_SERVERS"], "groupId": f"g-{name}",
+                  "deadLetterTopic": f"{name}.dlq"},
+        "postgres": {"dsn": _dsn_without_password(env["PG_DSN"]), "schema": name},
+        "redis": {"url": env["REDIS_URL"]},
+        "tables": tables,
+        "batch": {"maxEvents": kw.pop("max_events", 2000), "maxWaitMs": 200},
+        "httpPort": kw.pop("port", free_port()),
+        "ttlSweepIntervalSeconds": 0.5,
+        **kw,
+    }  # fmt: skip
+
+
+def pt_table(topic: str, **kw: Any) -> dict[str, Any]:
+    return {"topic": topic, "source": {"keyspace": "ks", "table": "t"},
+            "target": {"table": "t"}, "schema": PT_SCHEMA, **kw}  # fmt: skip
+
+
+def _rows(pg: psycopg.Connection[Any], sql: str) -> list[tuple[Any, ...]]:
+    return pg.execute(sql).fetchall()
+
+
+def _http(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def test_applies_events_dead_letters_bad_ones_and_evolves_schema(
+    env: dict[str, str], pg: psycopg.Connection[Any], tmp_path: Path
+) -> None:
+    name = f"w{uuid.uuid4().hex[:8]}"
+    topic = f"{name}.ks.t"
+    bootstrap = env["KAFKA_BOOTSTRAP_SERVERS"]
+    create_topics(bootstrap, topic, f"{name}.dlq", partitions=3)
+    cfg = worker_config(env, name, [pt_table(topic)])
+    events = [
+        to_event(Write(10, 1, 1, {"a": 1, "b": "one"}, True), False),
+        to_event(Write(11, 1, 2, {"a": 2, "b": "two"}, True), True),  # wrapped form
+        b"{not json",
+        to_event(Write(12, 1, 1, {"b": "uno"}, False), False),  # partial update keeps a
+        to_event(Delete(13, 1, 2), False),
+        envelope(
+            "u",
+            14,
+            "ks",
+            "t",
+            {"p": cell(2), "c": cell(1), "a": None, "b": None, "nickname": cell("new col")},
+        ),
+        envelope("i", 15, "ks", "t", {"p": cell(3), "c": cell(1), "a": cell("NaN-int"), "b": None}),
+    ]
+    produce(bootstrap, topic, [(b"k%d" % (i % 2), e) for i, e in enumerate(events)])
+    w = WorkerProcess(tmp_path, cfg, {"POSTGRES_PASSWORD": "cdc"}).start()
+    try:
+        wait_for(lambda: _offsets(pg, name) == len(events), 60, "all offsets stored")
+        rows = _rows(pg, f"SELECT p, c, a, b, nickname FROM {name}.t ORDER BY p, c")
+        assert rows == [(1, 1, 1, "uno", None), (2, 1, None, None, "new col")]
+        dead = consume_all(bootstrap, f"{name}.dlq", 2)
+        assert sorted(m.value() for m in dead) == sorted([b"{not json", events[-1]])
+        headers = {k: v.decode() for k, v in dead[0].headers()}
+        assert headers["cdc.source.topic"] == topic
+        assert headers["cdc.error.class"] == "DecodeError"
+        assert {"cdc.source.partition", "cdc.source.offset", "cdc.error.message"} <= set(headers)
+        status, body = _http(cfg["httpPort"], "/metrics")
+        assert status == 200
+        assert 'cdc_worker_events_applied_total{op="write",pipeline="' in body
+        assert "cdc_worker_events_dead_lettered_total" in body
+        assert _http(cfg["httpPort"], "/readyz")[0] == 200
+        assert _http(cfg["httpPort"], "/healthz")[0] == 200
+        assert "password" not in w.logs().lower() or "POSTGRES_PASSWORD" in w.logs()
+        assert "cdc:cdc" not in w.logs()
+    finally:
+        w.stop()
+
+
+def test_sigkill_mid_batch_loses_nothing_and_doubles_nothing(
+    env: dict[str, str], pg: psycopg.Connection[Any], tmp_path: Path
+) -> None:
+    name = f"k{uuid.uuid4().hex[:8]}"
+    topic = f"{name}.ks.t"
+    bootstrap = env["KAFKA_BOOTSTRAP_SERVERS"]
+    create_topics(bootstrap, topic, f"{name}.dlq", partitions=3)
+    rng = random.Random(7)
+    history = History(("a", "b"))
+    ts = 1_000
+    for _ in range(12_000):
+        ts += rng.randint(1, 3)
+        p, c = rng.randrange(300), rng.randrange(4)
+        roll = rng.random()
+        if roll < 0.05:
+            history.ops.append(Delete(ts, p, c))
+        elif roll < 0.06:
+            history.ops.append(Delete(ts, p))
+        else:
+            cols = rng.sample(["a", "b"], rng.randint(1, 2))
+            cells = {
+                k: (rng.randrange(100) if k == "a" else f"v{rng.randrange(100)}") for k in cols
+            }
+            history.ops.append(Write(ts, p, c, cells, rng.random() < 0.5))
+    events: list[tuple[bytes | None, bytes | None]] = []
+    for op in history.ops:
+        ev = to_event(op, False)
+        events += [(f"{op.p}:{op.c}".encode(), ev)] * rng.randint(1, 3)
+    rng.shuffle(events)
+    produce(bootstrap, topic, events)
+    cfg = worker_config(env, name, [pt_table(topic)], max_events=300)
+    total = len(events)
+
+    def applied() -> int:
+        return _offsets(pg, name)
+
+    first = WorkerProcess(tmp_path, cfg, {"POSTGRES_PASSWORD": "cdc"}).start()
+    try:
+        wait_for(lambda: applied() > total // 10, 90, "some progress before the kill")
+        first.kill()
+    finally:
+        first.stop()
+    at_kill = applied()
+    assert at_kill < total, "the worker finished before it could be killed"
+    second = WorkerProcess(tmp_path, cfg, {"POSTGRES_PASSWORD": "cdc"}).start()
+    try:
+        wait_for(
+            lambda: applied() == total, 180, f"all {total} events; log:\n{second.logs()[-2000:]}"
+        )
+    finally:
+        second.stop()
+    got = {(p, c): {"a": a, "b": b} for p, c, a, b in _rows(pg, f"SELECT p, c, a, b FROM {name}.t")}
+    assert got == history.result(int(time.time() * 1e6))
+    assert applied() == total
+
+
+def test_pause_flag_in_redis_is_honoured_within_a_second(
+    env: dict[str, str], pg: psycopg.Connection[Any], tmp_path: Path
+) -> None:
+    name = f"p{uuid.uuid4().hex[:8]}"
+    topic = f"{name}.ks.t"
+    bootstrap = env["KAFKA_BOOTSTRAP_SERVERS"]
+    create_topics(bootstrap, topic, f"{name}.dlq", partitions=1)
+    cfg = worker_config(env, name, [pt_table(topic)])
+    r = redis.Redis.from_url(env["REDIS_URL"])
+    w = WorkerProcess(tmp_path, cfg, {"POSTGRES_PASSWORD": "cdc"}).start()
+    try:
+        produce(bootstrap, topic, [(b"k", to_event(Write(1, 1, 1, {"a": 1}, True), False))])
+        wait_for(lambda: _count(pg, name) == 1, 60, "the first row")
+        assert r.exists(f"cdc:{name}:worker:") == 0
+        assert any(r.scan_iter(f"cdc:{name}:worker:*")), "no heartbeat in Redis"
+        assert r.hget(f"cdc:{name}:table:ks.t", "applied") == b"1"
+        r.set(f"cdc:{name}:paused", "1")
+        time.sleep(1.5)
+        produce(bootstrap, topic, [(b"k", to_event(Write(2, 1, 2, {"a": 2}, True), False))])
+        time.sleep(3)
+        assert _count(pg, name) == 1, "a paused worker applied an event"
+        r.delete(f"cdc:{name}:paused")
+        wait_for(lambda: _count(pg, name) == 2, 30, "the row after resuming")
+    finally:
+        w.stop()
+
+
+def _count(pg: psycopg.Connection[Any], name: str) -> int:
+    try:
+        return int(_rows(pg, f"SELECT count(*) FROM {name}.t")[0][0])
+    except psycopg.errors.UndefinedTable:
+        return 0
+
+
+def _offsets(pg: psycopg.Connection[Any], name: str) -> int:
+    try:
+        return int(
+            _rows(pg, f"SELECT COALESCE(sum(next_offset), 0) FROM {name}._cdc_offsets")[0][0]
+        )
+    except psycopg.errors.UndefinedTable:
+        return 0

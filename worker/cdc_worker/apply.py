@@ -1,0 +1,232 @@
+"""One batch, end to end: decode → coalesce → dead-letter → write + offsets in one transaction.
+
+Decoding failures are dead-lettered with their reason and the batch goes on. A
+data error PostgreSQL raises for a coalesced batch (a value it rejects) is
+isolated by re-applying that batch event by event in savepoints, so only the bad
+events are dead-lettered. Connection failures raise `Transient`; the caller
+retries the same decoded batch with backoff, and nothing is committed twice
+because offsets and rows commit together.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import psycopg
+import structlog
+
+from cdc_worker.coalesce import Coalesced, coalesce
+from cdc_worker.config import CassandraConfig, TableConfig
+from cdc_worker.decode import Change, DecodeError, Kind, UnknownColumns, decode
+from cdc_worker.dlq import DeadLetter, DeadLetterSink
+from cdc_worker.offsets import OffsetStore
+from cdc_worker.sources import infer_new_columns
+from cdc_worker.tables import prepare
+from cdc_worker.target import Target
+from cdc_worker.write import TableWriter
+
+log = structlog.get_logger("cdc_worker.apply")
+
+_OPS = {Kind.WRITE: "write", Kind.ROW_DELETE: "delete", Kind.PARTITION_DELETE: "partition_delete",
+        Kind.RANGE_DELETE: "range_delete"}  # fmt: skip
+
+
+class Message(Protocol):
+    """What the batch needs of a Kafka message (confluent_kafka.Message satisfies it)."""
+
+    def topic(self) -> str | None: ...
+    def partition(self) -> int | None: ...
+    def offset(self) -> int | None: ...
+    def key(self) -> bytes | None: ...
+    def value(self) -> bytes | None: ...
+
+
+class Transient(Exception):
+    """PostgreSQL or Kafka is unreachable; retry the batch later."""
+
+
+@dataclass(slots=True)
+class TableRuntime:
+    cfg: TableConfig
+    target: Target
+    writer: TableWriter
+
+    @property
+    def name(self) -> str:
+        return f"{self.target.schema.keyspace}.{self.target.schema.table}"
+
+
+@dataclass(slots=True)
+class Decoded:
+    """A batch after decoding: changes per topic, dead letters, and offsets to store."""
+
+    changes: dict[str, list[tuple[Message, Change]]] = field(default_factory=dict)
+    dead: list[DeadLetter] = field(default_factory=list)
+    next_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+    ops: Counter[tuple[str, str]] = field(default_factory=Counter)
+    newest_ts: dict[str, int] = field(default_factory=dict)
+    consumed: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass(slots=True)
+class Outcome:
+    events: int
+    applied: int
+    dead_lettered: int
+    rows_live: int
+    rows_dead: int
+    newest_ts: dict[str, int]
+    applied_by_table: Counter[str]
+
+
+def _letter(m: Message, table: str, e: BaseException) -> DeadLetter:
+    return DeadLetter(
+        m.topic() or "", m.partition() or 0, m.offset() or 0, m.key(), m.value(),
+        type(e).__name__, str(e), table,
+    )  # fmt: skip
+
+
+class BatchApplier:
+    def __init__(
+        self,
+        tables: dict[str, TableRuntime],
+        offsets: OffsetStore,
+        dlq: DeadLetterSink,
+        cassandra: CassandraConfig | None,
+        connect: Callable[[], psycopg.Connection[tuple[Any, ...]]],
+    ) -> None:
+        self.tables = tables
+        self.offsets = offsets
+        self.dlq = dlq
+        self.cassandra = cassandra
+        self.connect = connect
+        self.conn: psycopg.Connection[tuple[Any, ...]] | None = None
+
+    # -- connection -------------------------------------------------------------------------
+    def connection(self) -> psycopg.Connection[tuple[Any, ...]]:
+        if self.conn is None or self.conn.closed or self.conn.broken:
+            try:
+                self.conn = self.connect()
+            except psycopg.OperationalError as e:
+                raise Transient(f"PostgreSQL unreachable: {e.sqlstate or type(e).__name__}") from e
+            for rt in self.tables.values():
+                for stmt in rt.writer.temp_ddl:
+                    self.conn.execute(stmt)
+            self.conn.commit()
+        return self.conn
+
+    # -- decode -----------------------------------------------------------------------------
+    def decode(self, msgs: Sequence[Message]) -> Decoded:
+        out = Decoded()
+        for m in msgs:
+            topic, part, off = m.topic() or "", m.partition() or 0, m.offset() or 0
+            tp = (topic, part)
+            if off + 1 > out.next_offsets.get(tp, -1):
+                out.next_offsets[tp] = off + 1
+            rt = self.tables.get(topic)
+            if rt is None:
+                out.dead.append(_letter(m, "", LookupError(f"no table replicates topic {topic}")))
+                continue
+            out.consumed[rt.name] += 1
+            try:
+                ch = self._decode_one(rt, m)
+            except DecodeError as e:
+                out.dead.append(_letter(m, rt.name, e))
+                continue
+            out.changes.setdefault(topic, []).append((m, ch))
+            out.ops[(rt.name, _OPS[ch.kind])] += 1
+            if ch.ts > out.newest_ts.get(rt.name, 0):
+                out.newest_ts[rt.name] = ch.ts
+        return out
+
+    def _decode_one(self, rt: TableRuntime, m: Message) -> Change:
+        try:
+            return decode(rt.target.schema, m.value())
+        except UnknownColumns as e:
+            self._evolve(rt, m.value(), e.columns)
+        try:
+            return decode(rt.target.schema, m.value())
+        except UnknownColumns as e:
+            raise DecodeError(str(e)) from None
+
+    def _evolve(self, rt: TableRuntime, raw: bytes | None, columns: dict[str, Any]) -> None:
+        schema = rt.target.schema
+        types = infer_new_columns(raw, columns, self.cassandra, schema.keyspace, schema.table)
+        for name, cql in types.items():
+            schema = schema.with_column(name, cql)
+        target = rt.target.with_schema(schema)
+        try:
+            rt.writer = prepare(self.connection(), target, create=rt.cfg.create_table)
+        except psycopg.OperationalError as e:
+            raise Transient(str(e)) from e
+        rt.target = target
+        log.info("schema_evolved", table=rt.name, added=types)
+
+    # -- write ------------------------------------------------------------------------------
+    def write(self, d: Decoded, now_us: int | None = None) -> Outcome:
+        """Dead-letter, then write everything and the offsets in one transaction."""
+        try:
+            self.dlq.send(d.dead)
+        except (ConnectionError, BufferError) as e:
+            raise Transient(str(e)) from e
+        now = now_us if now_us is not None else int(time.time() * 1_000_000)
+        batches = {
+            topic: coalesce(self.tables[topic].target.schema, [c for _, c in items])
+            for topic, items in d.changes.items()
+        }
+        conn = self.connection()
+        live = dead = 0
+        extra_dead: list[DeadLetter] = []
+        try:
+            try:
+                with conn.transaction(), conn.cursor() as cur:
+                    for topic, batch in batches.items():
+                        r = self.tables[topic].writer.write(cur, batch, now)
+                        live, dead = live + r.live, dead + r.dead
+                    self.offsets.store(cur, d.next_offsets)
+            except (psycopg.errors.DataException, psycopg.errors.IntegrityError) as e:
+                log.warning("batch_data_error_isolating", error=str(e).splitlines()[0])
+                extra_dead, live, dead = self._isolate(conn, d, now)
+        except (psycopg.OperationalError, psycopg.InterfaceError) as e:
+            raise Transient(f"PostgreSQL write failed: {type(e).__name__}") from e
+        applied = sum(len(v) for v in d.changes.values()) - len(extra_dead)
+        by_table: Counter[str] = Counter()
+        for topic, items in d.changes.items():
+            by_table[self.tables[topic].name] += len(items)
+        for letter in extra_dead:
+            by_table[letter.table] -= 1
+        return Outcome(
+            sum(d.consumed.values()) + sum(1 for x in d.dead if not x.table), applied,
+            len(d.dead) + len(extra_dead), live, dead, d.newest_ts, by_table,
+        )  # fmt: skip
+
+    def _isolate(
+        self, conn: psycopg.Connection[tuple[Any, ...]], d: Decoded, now: int
+    ) -> tuple[list[DeadLetter], int, int]:
+        """Apply event by event in savepoints; dead-letter the ones PostgreSQL rejects."""
+        bad: list[DeadLetter] = []
+        live = dead = 0
+        with conn.transaction(), conn.cursor() as cur:
+            for topic, items in d.changes.items():
+                rt = self.tables[topic]
+                for m, ch in items:
+                    one = Coalesced()
+                    one.add(ch, len(rt.target.schema.partition_key))
+                    one.apply_tombstones(rt.target.schema, one.partition_dels, one.range_dels)
+                    try:
+                        with conn.transaction():
+                            cur.execute(f"TRUNCATE {rt.writer.stage}")
+                            r = rt.writer.write(cur, one, now)
+                            live, dead = live + r.live, dead + r.dead
+                    except (psycopg.errors.DataException, psycopg.errors.IntegrityError) as e:
+                        bad.append(_letter(m, rt.name, e))
+            try:
+                self.dlq.send(bad)
+            except (ConnectionError, BufferError) as e:
+                raise Transient(str(e)) from e
+            self.offsets.store(cur, d.next_offsets)
+        return bad, live, dead

@@ -1,0 +1,45 @@
+"""Client settings for PostgreSQL, Kafka and Redis, with credentials from env or files only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+
+from cdc_worker.config import WorkerConfig, secret
+
+
+def pg_connect(cfg: WorkerConfig, env: dict[str, str]) -> psycopg.Connection[tuple[Any, ...]]:
+    pg = cfg.postgres
+    kwargs: dict[str, Any] = {
+        "application_name": f"cdc-worker:{cfg.pipeline}",
+        "sslmode": pg.ssl_mode,
+        "options": "-c TimeZone=UTC -c DateStyle=ISO",
+        "connect_timeout": 10,
+    }
+    user = secret(env, "POSTGRES_USERNAME")
+    password = secret(env, "POSTGRES_PASSWORD")
+    if user:
+        kwargs["user"] = user
+    if password:
+        kwargs["password"] = password
+    if pg.dsn:
+        return psycopg.connect(pg.dsn, **kwargs)
+    return psycopg.connect(host=pg.host, port=pg.port, dbname=pg.database, **kwargs)
+
+
+def kafka_settings(cfg: WorkerConfig, env: dict[str, str]) -> dict[str, Any]:
+    k = cfg.kafka
+    out: dict[str, Any] = {"bootstrap.servers": k.bootstrap_servers, **k.extra}
+    out["security.protocol"] = k.security_protocol
+    if k.ssl_ca_location:
+        out["ssl.ca.location"] = k.ssl_ca_location
+    if k.sasl_mechanism:
+        out["sasl.mechanism"] = k.sasl_mechanism
+        out["sasl.username"] = secret(env, "KAFKA_USERNAME") or ""
+        out["sasl.password"] = secret(env, "KAFKA_PASSWORD") or ""
+    return out
+
+
+def redis_password(env: dict[str, str]) -> str | None:
+    return secret(env, "REDIS_PASSWORD")

@@ -1,0 +1,61 @@
+"""`/metrics`, `/healthz` (the process loop is alive) and `/readyz` (it can write).
+
+A tiny threaded HTTP server, so probes answer even while a batch is being written.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from cdc_worker.metrics import REGISTRY
+
+
+class Health:
+    def __init__(self, stall_seconds: float = 120.0) -> None:
+        self.last_loop = time.monotonic()
+        self.ready = False
+        self.reason = "starting"
+        self.stall_seconds = stall_seconds
+
+    def tick(self) -> None:
+        self.last_loop = time.monotonic()
+
+    def set_ready(self, ready: bool, reason: str = "") -> None:
+        self.ready, self.reason = ready, reason
+
+    @property
+    def alive(self) -> bool:
+        return time.monotonic() - self.last_loop < self.stall_seconds
+
+
+def serve(port: int, health: Health) -> ThreadingHTTPServer:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path == "/metrics":
+                body, code, ctype = generate_latest(REGISTRY), 200, CONTENT_TYPE_LATEST
+            elif self.path == "/healthz":
+                ok = health.alive
+                body, code = (b"ok\n" if ok else b"stalled\n"), (200 if ok else 503)
+                ctype = "text/plain"
+            elif self.path == "/readyz":
+                ok = health.ready and health.alive
+                text = "ok" if ok else f"not ready: {health.reason or 'stalled'}"
+                body, code, ctype = (text + "\n").encode(), (200 if ok else 503), "text/plain"
+            else:
+                body, code, ctype = b"not found\n", 404, "text/plain"
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            return
+
+    server = ThreadingHTTPServer(("0.0.0.0", port), Handler)  # noqa: S104 - probes reach the Pod IP
+    threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
+    return server

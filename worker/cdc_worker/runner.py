@@ -1,0 +1,218 @@
+"""The worker's main loop: wire config to stages, then poll → apply → commit until stopped.
+
+Transient failures (PostgreSQL or Kafka unreachable) hold the current batch and
+retry it with exponential backoff (0.5 s doubling to 30 s); while failing, the
+circuit is open: readiness is false, consumption is paused, and group
+membership is kept alive so the partitions stay here.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+import uuid
+from typing import Any
+
+import psycopg
+import redis
+import structlog
+from confluent_kafka import Producer
+
+from cdc_worker import metrics as M
+from cdc_worker.apply import BatchApplier, Decoded, TableRuntime, Transient
+from cdc_worker.config import WorkerConfig
+from cdc_worker.connect import kafka_settings, pg_connect, redis_password
+from cdc_worker.consume import Source
+from cdc_worker.dlq import DeadLetterSink
+from cdc_worker.http import Health, serve
+from cdc_worker.observe import setup_tracing
+from cdc_worker.offsets import OffsetStore
+from cdc_worker.sources import resolve_schema
+from cdc_worker.sweep import Sweeper
+from cdc_worker.tables import prepare
+from cdc_worker.target import DeleteMode, Target
+
+log = structlog.get_logger("cdc_worker")
+
+
+class Worker:
+    def __init__(self, cfg: WorkerConfig, env: dict[str, str] | None = None) -> None:
+        self.cfg = cfg
+        self.env = dict(os.environ if env is None else env)
+        self.stopping = False
+        self.worker_id = f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
+        self.health = Health()
+        self.tracer = setup_tracing("cdc-worker", cfg.pipeline, cfg.otlp_endpoint)
+        structlog.contextvars.bind_contextvars(pipeline=cfg.pipeline, worker=self.worker_id)
+
+    def stop(self, *_: Any) -> None:
+        self.stopping = True
+
+    def _connect(self) -> psycopg.Connection[tuple[Any, ...]]:
+        return pg_connect(self.cfg, self.env)
+
+    def _setup(self) -> tuple[BatchApplier, Source, Sweeper, Any]:
+        from cdc_worker.status import Status
+
+        cfg = self.cfg
+        conn = self._retry("postgres_connect", self._connect)
+        offsets = OffsetStore(cfg.postgres.schema_, cfg.kafka.group_id)
+        offsets.ensure(conn)
+        tables: dict[str, TableRuntime] = {}
+        for tc in cfg.tables:
+            schema = resolve_schema(tc, cfg.cassandra)
+            cols = tc.columns
+            target = Target(
+                schema,
+                tc.target.schema_ or cfg.postgres.schema_,
+                tc.target.table or tc.source.table,
+                DeleteMode(tc.delete_mode),
+                frozenset(cols.include) if cols.include is not None else None,
+                frozenset(cols.exclude),
+                tuple(cols.rename.items()),
+            )
+            tables[tc.topic] = TableRuntime(
+                tc, target, prepare(conn, target, create=tc.create_table)
+            )
+        conn.close()
+        ksettings = kafka_settings(cfg, self.env)
+        producer = Producer({**ksettings, "enable.idempotence": True, "linger.ms": 5})
+        dlq = DeadLetterSink(producer, cfg.kafka.dead_letter_topic, cfg.pipeline)
+        applier = BatchApplier(tables, offsets, dlq, cfg.cassandra, self._connect)
+
+        def load_offsets(keys: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
+            loaded: dict[tuple[str, int], int] = self._retry(
+                "load_offsets", lambda: offsets.load(applier.connection(), keys)
+            )
+            return loaded
+
+        source = Source(ksettings, cfg.kafka.group_id, list(tables), load_offsets)
+        client = None
+        if cfg.redis is not None:
+            client = redis.Redis.from_url(
+                cfg.redis.url, password=redis_password(self.env),
+                socket_timeout=0.5, socket_connect_timeout=0.5,
+            )  # fmt: skip
+        status = Status(client, cfg.pipeline, self.worker_id)
+        sweeper = Sweeper(list(tables.values()), cfg.tombstone_grace_seconds)
+        return applier, source, sweeper, status
+
+    def _retry(self, what: str, fn: Any) -> Any:
+        delay = 0.5
+        while True:
+            try:
+                return fn()
+            except (Transient, psycopg.OperationalError) as e:
+                if self.stopping:
+                    raise
+                M.ERRORS.labels(self.cfg.pipeline, what).inc()
+                log.warning("retrying", what=what, error=str(e).splitlines()[0], delay=delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 30.0)
+
+    def run(self) -> int:
+        cfg = self.cfg
+        server = serve(cfg.http_port, self.health) if cfg.http_port else None
+        applier, source, sweeper, status = self._setup()
+        topics_by_table = {rt.name: t for t, rt in applier.tables.items()}
+        pipeline = cfg.pipeline
+        applied_total = 0
+        last_status = last_sweep = 0.0
+        self.health.set_ready(True)
+        log.info("worker_started", tables=sorted(topics_by_table))
+        try:
+            while not self.stopping:
+                self.health.tick()
+                now = time.monotonic()
+                if now - last_status >= 1.0:
+                    paused = status.paused(topics_by_table)
+                    pause_topics = {topics_by_table[t] for t, p in paused.items() if p}
+                    source.set_paused({tp for tp in source.assigned if tp[0] in pause_topics})
+                    M.PAUSED.labels(pipeline).set(1 if pause_topics else 0)
+                    lag = source.lag()
+                    for (t, p), n in lag.items():
+                        M.CONSUMER_LAG.labels(pipeline, t, str(p)).set(n)
+                    status.heartbeat(len(source.assigned), applied_total, sum(lag.values()))
+                    last_status = now
+                if now - last_sweep >= cfg.ttl_sweep_interval_seconds:
+                    self._retry("sweep", lambda: sweeper.run(applier.connection()))
+                    last_sweep = now
+                generation = source.generation
+                with self.tracer.start_as_current_span("cdc.batch") as span:
+                    t0 = time.perf_counter()
+                    with self.tracer.start_as_current_span("cdc.consume"):
+                        msgs = source.poll_batch(cfg.batch.max_events, cfg.batch.max_wait_ms / 1000)
+                    t1 = time.perf_counter()
+                    if not msgs:
+                        continue
+                    span.set_attribute("cdc.batch.events", len(msgs))
+                    with self.tracer.start_as_current_span("cdc.decode"):
+                        decoded = applier.decode(msgs)
+                    t2 = time.perf_counter()
+                    with self.tracer.start_as_current_span("cdc.write"):
+                        outcome = self._write(applier, source, decoded, generation)
+                    t3 = time.perf_counter()
+                if outcome is None:
+                    continue
+                source.mirror_commit(decoded.next_offsets)
+                applied_total += outcome.applied
+                M.ROWS_WRITTEN.labels(pipeline, "live").inc(outcome.rows_live)
+                M.ROWS_WRITTEN.labels(pipeline, "dead").inc(outcome.rows_dead)
+                M.BATCH_SIZE.labels(pipeline).observe(len(msgs))
+                for stage, secs in (("consume", t1 - t0), ("decode", t2 - t1), ("write", t3 - t2)):
+                    M.BATCH_DURATION.labels(pipeline, stage).observe(secs)
+                wall = time.time()
+                for table, n in decoded.consumed.items():
+                    M.EVENTS_CONSUMED.labels(pipeline, table).inc(n)
+                for (table, op), n in decoded.ops.items():
+                    M.EVENTS_APPLIED.labels(pipeline, table, op).inc(n)
+                for letter in decoded.dead:
+                    M.EVENTS_DEAD_LETTERED.labels(pipeline, letter.table, letter.error_class).inc()
+                for table, ts in outcome.newest_ts.items():
+                    M.LAST_EVENT.labels(pipeline, table).set(ts / 1e6)
+                    M.END_TO_END.labels(pipeline, table).observe(max(0.0, wall - ts / 1e6))
+                    status.table_progress(
+                        table, outcome.applied_by_table[table], ts, max(0.0, wall - ts / 1e6)
+                    )
+        finally:
+            log.info("worker_stopping")
+            source.close()
+            if server is not None:
+                server.shutdown()
+        return 0
+
+    def _write(
+        self, applier: BatchApplier, source: Source, decoded: Decoded, generation: int
+    ) -> Any:
+        delay = 0.5
+        while True:
+            if source.generation != generation:
+                log.info("batch_abandoned_after_rebalance")
+                source.rewind()
+                return None
+            try:
+                outcome = applier.write(decoded)
+            except Transient as e:
+                M.ERRORS.labels(self.cfg.pipeline, "transient").inc()
+                M.CIRCUIT_OPEN.labels(self.cfg.pipeline).set(1)
+                self.health.set_ready(False, "PostgreSQL or Kafka unavailable")
+                log.warning("batch_retry", error=str(e).splitlines()[0], delay=delay)
+                applier.conn = None
+                end = time.monotonic() + delay
+                while time.monotonic() < end and not self.stopping:
+                    self.health.tick()
+                    source.keep_alive()
+                if self.stopping:
+                    return None
+                delay = min(delay * 2, 30.0)
+                continue
+            M.CIRCUIT_OPEN.labels(self.cfg.pipeline).set(0)
+            self.health.set_ready(True)
+            return outcome
+
+
+def install_signals(worker: Worker) -> None:
+    signal.signal(signal.SIGTERM, worker.stop)
+    signal.signal(signal.SIGINT, worker.stop)

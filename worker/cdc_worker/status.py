@@ -1,0 +1,85 @@
+"""Redis, the live metadata plane: heartbeats, per-table counters and pause flags.
+
+Nothing here is needed to replicate correctly. Every call swallows Redis errors
+(logging them at most once a minute), so a Redis outage only stops reporting;
+pause flags then keep their last known value.
+
+Keys (all under `cdc:<pipeline>:`):
+- `worker:<id>` hash, TTL 30 s: heartbeat (`ts`, `partitions`, `applied`, `lagEvents`)
+- `table:<keyspace>.<table>` hash, TTL 1 day: `applied`, `lastEventTs` (µs), `lagSeconds`
+- `paused` / `table:<keyspace>.<table>:paused`: present and not "0" means paused
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+import redis
+import structlog
+
+log = structlog.get_logger("cdc_worker.status")
+
+HEARTBEAT_TTL = 30
+TABLE_TTL = 86_400
+
+
+def pipeline_key(pipeline: str, *parts: str) -> str:
+    return ":".join(["cdc", pipeline, *parts])
+
+
+class Status:
+    def __init__(self, client: redis.Redis | None, pipeline: str, worker_id: str) -> None:
+        self.client = client
+        self.pipeline = pipeline
+        self.worker_id = worker_id
+        self._last_error = 0.0
+        self._paused: dict[str, bool] = {}
+
+    def _failed(self, e: Exception) -> None:
+        now = time.monotonic()
+        if now - self._last_error > 60:
+            log.warning("redis_unavailable", error=type(e).__name__)
+            self._last_error = now
+
+    def heartbeat(self, partitions: int, applied: int, lag_events: int) -> None:
+        if self.client is None:
+            return
+        key = pipeline_key(self.pipeline, "worker", self.worker_id)
+        try:
+            pipe = self.client.pipeline()
+            pipe.hset(key, mapping={"ts": time.time(), "partitions": partitions,
+                                    "applied": applied, "lagEvents": lag_events})  # fmt: skip
+            pipe.expire(key, HEARTBEAT_TTL)
+            pipe.execute()
+        except redis.RedisError as e:
+            self._failed(e)
+
+    def table_progress(self, table: str, applied: int, last_event_us: int, lag_s: float) -> None:
+        if self.client is None:
+            return
+        key = pipeline_key(self.pipeline, "table", table)
+        try:
+            pipe = self.client.pipeline()
+            pipe.hincrby(key, "applied", applied)
+            pipe.hset(key, mapping={"lastEventTs": last_event_us, "lagSeconds": round(lag_s, 3)})
+            pipe.expire(key, TABLE_TTL)
+            pipe.execute()
+        except redis.RedisError as e:
+            self._failed(e)
+
+    def paused(self, tables: Iterable[str]) -> dict[str, bool]:
+        """Pause state per table (the pipeline flag pauses all); last known on Redis errors."""
+        names = list(tables)
+        if self.client is None:
+            return dict.fromkeys(names, False)
+        keys = [pipeline_key(self.pipeline, "paused")]
+        keys += [pipeline_key(self.pipeline, "table", t, "paused") for t in names]
+        try:
+            values = self.client.mget(keys)
+        except redis.RedisError as e:
+            self._failed(e)
+            return {t: self._paused.get(t, False) for t in names}
+        flags = [v is not None and v not in (b"0", b"false", b"") for v in values]
+        self._paused = {t: flags[0] or flag for t, flag in zip(names, flags[1:], strict=True)}
+        return dict(self._paused)
