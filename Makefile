@@ -14,7 +14,7 @@ export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 PYTEST_ARGS ?=
 STACK_COMPONENTS ?= postgres redis vault kafka
 
-.PHONY: help install lint fmt test test-unit stack-up stack-down stack-status demo
+.PHONY: help install lint fmt test test-unit stack-up stack-down stack-status demo bench-worker
 
 help: ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -58,3 +58,6 @@ demo: install ## the main job: the product end to end on the local stack
 	@echo "make demo: the end-to-end demo is not built yet (it needs the operator, the worker and" >&2
 	@echo "the Kubernetes stack; see the open issues). 'make test' runs what exists." >&2
 	@exit 1
+
+bench-worker: install stack-up ## benchmark one worker draining Kafka into PostgreSQL (not in make test)
+	$(VENV)/bin/python bench/worker_bench.py

@@ -54,6 +54,7 @@ class TableRuntime:
     cfg: TableConfig
     target: Target
     writer: TableWriter
+    version: int = 0  # bumps when the schema evolves: staging tables must be rebuilt
 
     @property
     def name(self) -> str:
@@ -104,20 +105,41 @@ class BatchApplier:
         self.dlq = dlq
         self.cassandra = cassandra
         self.connect = connect
+        # Two connections: `conn` writes batches (possibly from the write thread); `control`
+        # serves the consumer's offset look-ups, schema evolution and the sweeper meanwhile.
         self.conn: psycopg.Connection[tuple[Any, ...]] | None = None
+        self.control: psycopg.Connection[tuple[Any, ...]] | None = None
+        self._staged: dict[tuple[int, str], int] = {}
 
-    # -- connection -------------------------------------------------------------------------
+    # -- connections ------------------------------------------------------------------------
+    def _open(self, old: psycopg.Connection[tuple[Any, ...]] | None) -> Any:
+        if old is not None and not old.closed and not old.broken:
+            return old
+        try:
+            return self.connect()
+        except psycopg.OperationalError as e:
+            raise Transient(f"PostgreSQL unreachable: {e.sqlstate or type(e).__name__}") from e
+
     def connection(self) -> psycopg.Connection[tuple[Any, ...]]:
-        if self.conn is None or self.conn.closed or self.conn.broken:
-            try:
-                self.conn = self.connect()
-            except psycopg.OperationalError as e:
-                raise Transient(f"PostgreSQL unreachable: {e.sqlstate or type(e).__name__}") from e
-            for rt in self.tables.values():
-                for stmt in rt.writer.temp_ddl:
-                    self.conn.execute(stmt)
-            self.conn.commit()
+        self.conn = self._open(self.conn)
+        assert self.conn is not None
         return self.conn
+
+    def control_connection(self) -> psycopg.Connection[tuple[Any, ...]]:
+        self.control = self._open(self.control)
+        assert self.control is not None
+        return self.control
+
+    def ensure_staging(self, conn: psycopg.Connection[tuple[Any, ...]], topic: str) -> None:
+        """(Re)create a table's temporary staging tables on this connection when needed."""
+        rt = self.tables[topic]
+        key = (id(conn), topic)
+        if self._staged.get(key) == rt.version:
+            return
+        with conn.transaction():
+            for stmt in rt.writer.temp_ddl:
+                conn.execute(stmt)
+        self._staged[key] = rt.version
 
     # -- decode -----------------------------------------------------------------------------
     def decode(self, msgs: Sequence[Message]) -> Decoded:
@@ -159,11 +181,14 @@ class BatchApplier:
         for name, cql in types.items():
             schema = schema.with_column(name, cql)
         target = rt.target.with_schema(schema)
+        conn = self.control_connection()
         try:
-            rt.writer = prepare(self.connection(), target, create=rt.cfg.create_table)
+            rt.writer = prepare(conn, target, create=rt.cfg.create_table)
         except psycopg.OperationalError as e:
             raise Transient(str(e)) from e
         rt.target = target
+        rt.version += 1
+        self._staged[(id(conn), next(t for t, r in self.tables.items() if r is rt))] = rt.version
         log.info("schema_evolved", table=rt.name, added=types)
 
     # -- write ------------------------------------------------------------------------------
@@ -183,6 +208,8 @@ class BatchApplier:
         extra_dead: list[DeadLetter] = []
         try:
             try:
+                for topic in batches:
+                    self.ensure_staging(conn, topic)
                 with conn.transaction(), conn.cursor() as cur:
                     for topic, batch in batches.items():
                         r = self.tables[topic].writer.write(cur, batch, now)

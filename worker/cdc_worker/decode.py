@@ -11,13 +11,14 @@ Anything malformed raises `DecodeError`, which dead-letters the event.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
 import orjson
 
-from cdc_worker.schema import ColumnKind, TableSchema
+from cdc_worker.schema import TableSchema
 from cdc_worker.typemap import to_pg_text
 
 
@@ -89,21 +90,20 @@ def decode(schema: TableSchema, raw: bytes | None) -> Change:
             f"not {schema.keyspace}.{schema.table}"
         )
 
-    by_name = schema.by_name
-    unknown = {n: c for n, c in after.items() if n not in by_name and n not in _META}
-    if unknown:
-        raise UnknownColumns(unknown)
+    known = schema.known
+    if not known.issuperset(after):
+        raise UnknownColumns({n: c for n, c in after.items() if n not in known})
 
     key: list[str | None] = []
-    for col in schema.primary_key:
-        cell = after.get(col.name)
-        value = cell.get("value") if isinstance(cell, dict) else None
+    for name, conv, is_partition in schema.key_plan:
+        cell = after.get(name)
+        value = cell.get("value") if type(cell) is dict else None
         if value is None:
-            if col.kind is ColumnKind.PARTITION_KEY:
-                raise DecodeError(f"partition key column {col.name!r} has no value")
+            if is_partition:
+                raise DecodeError(f"partition key column {name!r} has no value")
             key.append(None)
             continue
-        key.append(_text(col.cql, value, col.name))
+        key.append(_conv(conv, value, name))
 
     clustering_missing = key[len(schema.partition_key) :].count(None)
     if op == "r":
@@ -125,21 +125,31 @@ def decode(schema: TableSchema, raw: bytes | None) -> Change:
 
     cells: dict[str, tuple[str | None, int | None]] = {}
     expiry: int | None = None
-    for col in schema.values:
-        cell = after.get(col.name)
+    for name, conv in schema.value_plan:
+        cell = after.get(name)
         if cell is None:
             continue  # not written by this mutation
-        if not isinstance(cell, dict):
-            raise DecodeError(f"column {col.name!r}: expected a cell object")
+        if type(cell) is not dict:
+            raise DecodeError(f"column {name!r}: expected a cell object")
         value = cell.get("value")
         exp = cell.get("deletion_ts")
-        if exp is not None and (not isinstance(exp, int) or isinstance(exp, bool)):
-            raise DecodeError(f"column {col.name!r}: deletion_ts is not an integer")
-        cells[col.name] = (None if value is None else _text(col.cql, value, col.name), exp)
-        if exp is not None and value is not None:
-            expiry = exp if expiry is None else max(expiry, exp)
+        if exp is not None and type(exp) is not int:
+            raise DecodeError(f"column {name!r}: deletion_ts is not an integer")
+        if value is None:
+            cells[name] = (None, exp)
+        else:
+            cells[name] = (_conv(conv, value, name), exp)
+            if exp is not None and (expiry is None or exp > expiry):
+                expiry = exp
     snapshot = str(source.get("snapshot", "false")).lower() not in ("false", "")
     return Change(Kind.WRITE, ts, tuple(key), cells, op == "i", expiry, snapshot=snapshot)
+
+
+def _conv(conv: Callable[[Any], str], value: Any, name: str) -> str:
+    try:
+        return conv(value)
+    except ValueError as e:
+        raise DecodeError(f"column {name!r}: {e}") from e
 
 
 def _text(cql: Any, value: Any, name: str) -> str:

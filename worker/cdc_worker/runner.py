@@ -8,11 +8,14 @@ membership is kept alive so the partitions stay here.
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import socket
 import time
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -21,7 +24,7 @@ import structlog
 from confluent_kafka import Producer
 
 from cdc_worker import metrics as M
-from cdc_worker.apply import BatchApplier, Decoded, TableRuntime, Transient
+from cdc_worker.apply import BatchApplier, Decoded, Outcome, TableRuntime, Transient
 from cdc_worker.config import WorkerConfig
 from cdc_worker.connect import kafka_settings, pg_connect, redis_password
 from cdc_worker.consume import Source
@@ -84,7 +87,7 @@ class Worker:
 
         def load_offsets(keys: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
             loaded: dict[tuple[str, int], int] = self._retry(
-                "load_offsets", lambda: offsets.load(applier.connection(), keys)
+                "load_offsets", lambda: offsets.load(applier.control_connection(), keys)
             )
             return loaded
 
@@ -96,7 +99,7 @@ class Worker:
                 socket_timeout=0.5, socket_connect_timeout=0.5,
             )  # fmt: skip
         status = Status(client, cfg.pipeline, self.worker_id)
-        sweeper = Sweeper(list(tables.values()), cfg.tombstone_grace_seconds)
+        sweeper = Sweeper(applier, cfg.tombstone_grace_seconds)
         return applier, source, sweeper, status
 
     def _retry(self, what: str, fn: Any) -> Any:
@@ -116,101 +119,166 @@ class Worker:
         cfg = self.cfg
         server = serve(cfg.http_port, self.health) if cfg.http_port else None
         applier, source, sweeper, status = self._setup()
-        topics_by_table = {rt.name: t for t, rt in applier.tables.items()}
-        pipeline = cfg.pipeline
-        applied_total = 0
+        self._applier, self._source, self._status = applier, source, status
+        self._topics_by_table = {rt.name: t for t, rt in applier.tables.items()}
+        self._applied_total = 0
         last_status = last_sweep = 0.0
+        # Decoded events are short-lived and acyclic: reference counting frees them, and the
+        # cycle collector's passes over millions of young objects cost more than decoding.
+        gc.collect()
+        gc.freeze()
+        gc.disable()
+        pool = ThreadPoolExecutor(1, thread_name_prefix="cdc-write")
+        inflight: Inflight | None = None
+        batches = 0
         self.health.set_ready(True)
-        log.info("worker_started", tables=sorted(topics_by_table))
+        log.info("worker_started", tables=sorted(self._topics_by_table))
         try:
             while not self.stopping:
                 self.health.tick()
                 now = time.monotonic()
                 if now - last_status >= 1.0:
-                    paused = status.paused(topics_by_table)
-                    pause_topics = {topics_by_table[t] for t, p in paused.items() if p}
-                    source.set_paused({tp for tp in source.assigned if tp[0] in pause_topics})
-                    M.PAUSED.labels(pipeline).set(1 if pause_topics else 0)
-                    lag = source.lag()
-                    for (t, p), n in lag.items():
-                        M.CONSUMER_LAG.labels(pipeline, t, str(p)).set(n)
-                    status.heartbeat(len(source.assigned), applied_total, sum(lag.values()))
+                    self._report()
                     last_status = now
                 if now - last_sweep >= cfg.ttl_sweep_interval_seconds:
-                    self._retry("sweep", lambda: sweeper.run(applier.connection()))
+                    self._sweep(sweeper)
                     last_sweep = now
                 generation = source.generation
-                with self.tracer.start_as_current_span("cdc.batch") as span:
-                    t0 = time.perf_counter()
-                    with self.tracer.start_as_current_span("cdc.consume"):
-                        msgs = source.poll_batch(cfg.batch.max_events, cfg.batch.max_wait_ms / 1000)
-                    t1 = time.perf_counter()
-                    if not msgs:
-                        continue
-                    span.set_attribute("cdc.batch.events", len(msgs))
-                    with self.tracer.start_as_current_span("cdc.decode"):
-                        decoded = applier.decode(msgs)
-                    t2 = time.perf_counter()
-                    with self.tracer.start_as_current_span("cdc.write"):
-                        outcome = self._write(applier, source, decoded, generation)
-                    t3 = time.perf_counter()
-                if outcome is None:
+                t0 = time.perf_counter()
+                msgs = source.poll_batch(cfg.batch.max_events, cfg.batch.max_wait_ms / 1000)
+                t1 = time.perf_counter()
+                decoded = applier.decode(msgs) if msgs else None
+                t2 = time.perf_counter()
+                if inflight is not None:
+                    self._finish(inflight)
+                    inflight = None
+                if decoded is None:
                     continue
-                source.mirror_commit(decoded.next_offsets)
-                applied_total += outcome.applied
-                M.ROWS_WRITTEN.labels(pipeline, "live").inc(outcome.rows_live)
-                M.ROWS_WRITTEN.labels(pipeline, "dead").inc(outcome.rows_dead)
-                M.BATCH_SIZE.labels(pipeline).observe(len(msgs))
-                for stage, secs in (("consume", t1 - t0), ("decode", t2 - t1), ("write", t3 - t2)):
-                    M.BATCH_DURATION.labels(pipeline, stage).observe(secs)
-                wall = time.time()
-                for table, n in decoded.consumed.items():
-                    M.EVENTS_CONSUMED.labels(pipeline, table).inc(n)
-                for (table, op), n in decoded.ops.items():
-                    M.EVENTS_APPLIED.labels(pipeline, table, op).inc(n)
-                for letter in decoded.dead:
-                    M.EVENTS_DEAD_LETTERED.labels(pipeline, letter.table, letter.error_class).inc()
-                for table, ts in outcome.newest_ts.items():
-                    M.LAST_EVENT.labels(pipeline, table).set(ts / 1e6)
-                    M.END_TO_END.labels(pipeline, table).observe(max(0.0, wall - ts / 1e6))
-                    status.table_progress(
-                        table, outcome.applied_by_table[table], ts, max(0.0, wall - ts / 1e6)
-                    )
+                if source.generation != generation:
+                    log.info("batch_abandoned_after_rebalance", events=len(msgs))
+                    source.rewind()
+                    continue
+                # The write of this batch overlaps the consumption and decoding of the next.
+                inflight = Inflight(
+                    pool.submit(applier.write, decoded), decoded, len(msgs), t0, t1, t2, generation
+                )
+                batches += 1
+                if batches % 200 == 0:
+                    gc.collect(1)
+            if inflight is not None:
+                self._finish(inflight)
         finally:
             log.info("worker_stopping")
+            pool.shutdown(wait=True)
             source.close()
             if server is not None:
                 server.shutdown()
         return 0
 
+    def _sweep(self, sweeper: Sweeper) -> None:
+        """Housekeeping never blocks the loop: a failed pass is retried at the next interval."""
+        try:
+            sweeper.run()
+        except (Transient, psycopg.Error) as e:
+            M.ERRORS.labels(self.cfg.pipeline, "sweep").inc()
+            log.warning(
+                "sweep_failed", error=str(e).splitlines()[0] if str(e) else type(e).__name__
+            )
+            self._applier.control = None
+
+    def _report(self) -> None:
+        source, pipeline = self._source, self.cfg.pipeline
+        paused = self._status.paused(self._topics_by_table)
+        pause_topics = {self._topics_by_table[t] for t, p in paused.items() if p}
+        source.set_paused({tp for tp in source.assigned if tp[0] in pause_topics})
+        M.PAUSED.labels(pipeline).set(1 if pause_topics else 0)
+        lag = source.lag()
+        for (t, p), n in lag.items():
+            M.CONSUMER_LAG.labels(pipeline, t, str(p)).set(n)
+        self._status.heartbeat(len(source.assigned), self._applied_total, sum(lag.values()))
+
+    def _finish(self, job: Inflight) -> None:
+        """Wait for a batch's write; retry it here on transient failure; then account for it."""
+        try:
+            outcome: Outcome | None = job.future.result()
+        except Transient as e:
+            outcome = self._write(self._applier, self._source, job.decoded, job.generation, e)
+        if outcome is None:
+            return
+        pipeline, decoded = self.cfg.pipeline, job.decoded
+        t3 = time.perf_counter()
+        self._source.mirror_commit(decoded.next_offsets)
+        self._applied_total += outcome.applied
+        log.debug(
+            "batch_applied", events=job.events, applied=outcome.applied,
+            dead_lettered=outcome.dead_lettered, rows=outcome.rows_live + outcome.rows_dead,
+            ms=round((t3 - job.t0) * 1000, 2), decode_ms=round((job.t2 - job.t1) * 1000, 2),
+        )  # fmt: skip
+        M.ROWS_WRITTEN.labels(pipeline, "live").inc(outcome.rows_live)
+        M.ROWS_WRITTEN.labels(pipeline, "dead").inc(outcome.rows_dead)
+        M.BATCH_SIZE.labels(pipeline).observe(job.events)
+        for stage, secs in (("consume", job.t1 - job.t0), ("decode", job.t2 - job.t1),
+                            ("write", t3 - job.t2)):  # fmt: skip
+            M.BATCH_DURATION.labels(pipeline, stage).observe(secs)
+        wall = time.time()
+        for table, n in decoded.consumed.items():
+            M.EVENTS_CONSUMED.labels(pipeline, table).inc(n)
+        for (table, op), n in decoded.ops.items():
+            M.EVENTS_APPLIED.labels(pipeline, table, op).inc(n)
+        for letter in decoded.dead:
+            M.EVENTS_DEAD_LETTERED.labels(pipeline, letter.table, letter.error_class).inc()
+        for table, ts in outcome.newest_ts.items():
+            M.LAST_EVENT.labels(pipeline, table).set(ts / 1e6)
+            M.END_TO_END.labels(pipeline, table).observe(max(0.0, wall - ts / 1e6))
+            self._status.table_progress(
+                table, outcome.applied_by_table[table], ts, max(0.0, wall - ts / 1e6)
+            )
+
     def _write(
-        self, applier: BatchApplier, source: Source, decoded: Decoded, generation: int
-    ) -> Any:
-        delay = 0.5
+        self,
+        applier: BatchApplier,
+        source: Source,
+        decoded: Decoded,
+        generation: int,
+        first: Exception,
+    ) -> Outcome | None:
+        delay, error = 0.5, first
         while True:
+            M.ERRORS.labels(self.cfg.pipeline, "transient").inc()
+            M.CIRCUIT_OPEN.labels(self.cfg.pipeline).set(1)
+            self.health.set_ready(False, "PostgreSQL or Kafka unavailable")
+            log.warning("batch_retry", error=str(error).splitlines()[0], delay=delay)
+            applier.conn = None
+            end = time.monotonic() + delay
+            while time.monotonic() < end and not self.stopping:
+                self.health.tick()
+                source.keep_alive()
+            if self.stopping:
+                return None
             if source.generation != generation:
                 log.info("batch_abandoned_after_rebalance")
                 source.rewind()
                 return None
+            delay = min(delay * 2, 30.0)
             try:
                 outcome = applier.write(decoded)
             except Transient as e:
-                M.ERRORS.labels(self.cfg.pipeline, "transient").inc()
-                M.CIRCUIT_OPEN.labels(self.cfg.pipeline).set(1)
-                self.health.set_ready(False, "PostgreSQL or Kafka unavailable")
-                log.warning("batch_retry", error=str(e).splitlines()[0], delay=delay)
-                applier.conn = None
-                end = time.monotonic() + delay
-                while time.monotonic() < end and not self.stopping:
-                    self.health.tick()
-                    source.keep_alive()
-                if self.stopping:
-                    return None
-                delay = min(delay * 2, 30.0)
+                error = e
                 continue
             M.CIRCUIT_OPEN.labels(self.cfg.pipeline).set(0)
             self.health.set_ready(True)
             return outcome
+
+
+@dataclass(slots=True)
+class Inflight:
+    future: Future[Outcome]
+    decoded: Decoded
+    events: int
+    t0: float
+    t1: float
+    t2: float
+    generation: int
 
 
 def install_signals(worker: Worker) -> None:

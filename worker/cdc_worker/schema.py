@@ -8,10 +8,12 @@ config (rendered by the operator) or from Cassandra itself.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
-from cdc_worker.typemap import CqlType, parse_cql_type
+from cdc_worker.typemap import CqlType, converter, parse_cql_type
 
 
 class ColumnKind(StrEnum):
@@ -37,11 +39,26 @@ class TableSchema:
     table: str
     columns: tuple[SourceColumn, ...]
     by_name: dict[str, SourceColumn] = field(init=False, repr=False, compare=False)
+    # Decoder plans, built once: (name, converter) for key columns and for value columns.
+    key_plan: tuple[tuple[str, Callable[[Any], str], bool], ...] = field(
+        init=False, repr=False, compare=False
+    )
+    value_plan: tuple[tuple[str, Callable[[Any], str]], ...] = field(
+        init=False, repr=False, compare=False
+    )
+    known: frozenset[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "by_name", {c.name: c for c in self.columns})
         if not self.partition_key:
             raise ValueError(f"{self.keyspace}.{self.table}: no partition key column")
+        key_plan = tuple(
+            (c.name, converter(c.cql), c.kind is ColumnKind.PARTITION_KEY) for c in self.primary_key
+        )
+        object.__setattr__(self, "key_plan", key_plan)
+        value_plan = tuple((c.name, converter(c.cql)) for c in self.values)
+        object.__setattr__(self, "value_plan", value_plan)
+        object.__setattr__(self, "known", frozenset([*self.by_name, "_range_start", "_range_end"]))
 
     @property
     def partition_key(self) -> tuple[SourceColumn, ...]:

@@ -17,26 +17,29 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 if TYPE_CHECKING:
-    from cdc_worker.apply import TableRuntime
+    from cdc_worker.apply import BatchApplier
 
 PURGE_EVERY_S = 600.0
 SWEEP_LIMIT = 10_000
 
 
 class Sweeper:
-    def __init__(self, tables: list[TableRuntime], grace_seconds: int) -> None:
-        self.tables = tables
+    def __init__(self, applier: BatchApplier, grace_seconds: int) -> None:
+        self.applier = applier
         self.grace = grace_seconds
         self.last_purge = 0.0
 
-    def run(self, conn: psycopg.Connection[tuple[Any, ...]], now_us: int | None = None) -> int:
+    def run(self, now_us: int | None = None) -> int:
+        """One pass over every table, on the applier's control connection."""
+        conn: psycopg.Connection[tuple[Any, ...]] = self.applier.control_connection()
         now = now_us if now_us is not None else int(time.time() * 1_000_000)
         expired = 0
-        for rt in self.tables:
+        for topic, rt in self.applier.tables.items():
+            self.applier.ensure_staging(conn, topic)
             with conn.transaction(), conn.cursor() as cur:
                 expired += rt.writer.sweep(cur, now, SWEEP_LIMIT)
         if time.monotonic() - self.last_purge >= PURGE_EVERY_S:
-            for rt in self.tables:
+            for rt in self.applier.tables.values():
                 with conn.transaction(), conn.cursor() as cur:
                     rt.writer.purge(cur, self.grace)
             self.last_purge = time.monotonic()

@@ -14,9 +14,11 @@ import base64
 import math
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
+from functools import partial
 from ipaddress import ip_address
 from typing import Any
 
@@ -314,3 +316,50 @@ def _jsonable(t: CqlType, v: Any) -> Any:
 
 def _json_key(t: CqlType, k: Any) -> str:
     return k if isinstance(k, str) and t.name in ("text", "ascii", "varchar") else _convert(t, k)
+
+
+def converter(t: CqlType) -> Callable[[Any], str]:
+    """A converter specialised for one column type (the decoder's hot path).
+
+    Common scalars get a direct check; every other type, and any value the fast
+    check does not accept as is, goes through `to_pg_text`, so the results and
+    errors are the same as the general path.
+    """
+    n = t.name
+    slow = partial(to_pg_text, t)
+    if n in ("text", "ascii", "varchar"):
+
+        def text(v: Any) -> str:
+            if type(v) is str and "\x00" not in v:
+                return v
+            return slow(v)
+
+        return text
+    if n in _INT_RANGES:
+        lo, hi = _INT_RANGES[n]
+
+        def integer(v: Any) -> str:
+            if type(v) is int and lo <= v <= hi:
+                return str(v)
+            return slow(v)
+
+        return integer
+    if n == "double":
+
+        def double(v: Any) -> str:
+            if type(v) is float and math.isfinite(v):
+                return repr(v)
+            return slow(v)
+
+        return double
+    if n == "boolean":
+
+        def boolean(v: Any) -> str:
+            if v is True:
+                return "true"
+            if v is False:
+                return "false"
+            return slow(v)
+
+        return boolean
+    return slow

@@ -5,9 +5,13 @@ stored: per-column last-write-wins on the attnum-indexed `_cdc_ts` arrays, the
 highest tombstone of row, partition (`_cdc_ptomb_*`) and range (`_cdc_rtomb_*`)
 shadows older cells, and expiry is judged against one `now` for the batch.
 Rows that end up dead move to `_cdc_dead_*` (hard mode) or get
-`_cdc_deleted_at` (soft mode). Everything happens in the caller's transaction,
-under an advisory lock on the table: shared for ordinary batches, exclusive for
-batches carrying partition or range tombstones (they read rows of other keys).
+`_cdc_deleted_at` (soft mode). Everything happens in the caller's transaction.
+The merge reads stored rows and writes results computed from them, so writers
+of the same table (two workers overlapping during a rebalance, the TTL sweeper,
+a partition delete touching keys another worker owns) are serialised by an
+exclusive transaction-level advisory lock per table, taken after the COPY into
+the connection's private staging table so that the lock is held only for the
+merge itself. Workers of different tables never wait for each other.
 """
 
 from __future__ import annotations
@@ -304,9 +308,6 @@ class TableWriter:
     def write(
         self, cur: psycopg.Cursor[tuple[object, ...]], batch: Coalesced, now_us: int
     ) -> WriteResult:
-        exclusive = bool(batch.partition_dels or batch.range_dels)
-        lock = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
-        cur.execute(f"SELECT {lock}(%s)", (self.t.lock_key,))
         with cur.copy(self.copy_stage) as cp:
             buf: list[str] = []
             for line in self._stage_lines(batch):
@@ -316,6 +317,7 @@ class TableWriter:
                     buf.clear()
             if buf:
                 cp.write("".join(buf))
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (self.t.lock_key,))
         if batch.partition_dels:
             with cur.copy(self.copy_pdel) as cp:
                 for pk, ts in batch.partition_dels.items():
@@ -381,7 +383,7 @@ class TableWriter:
     def sweep(self, cur: psycopg.Cursor[tuple[object, ...]], now_us: int, limit: int) -> int:
         """Re-merge rows with expired cells so they read as Cassandra would; returns rows."""
         klist = ", ".join(qi(c.target) for c in self.keys)
-        cur.execute("SELECT pg_advisory_xact_lock_shared(%s)", (self.t.lock_key,))
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (self.t.lock_key,))
         cur.execute(
             f"INSERT INTO {self.stage} ({klist}) SELECT {klist} FROM {self.t.fq} "
             f"WHERE _cdc_next_exp <= %s LIMIT %s",
