@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import psycopg
+
 from cdc_worker.coalesce import coalesce
 from cdc_worker.decode import decode
 from cdc_worker.schema import TableSchema

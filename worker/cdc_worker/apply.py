@@ -71,6 +71,7 @@ class Decoded:
     ops: Counter[tuple[str, str]] = field(default_factory=Counter)
     newest_ts: dict[str, int] = field(default_factory=dict)
     consumed: Counter[str] = field(default_factory=Counter)
+    prepared: dict[str, tuple[TableWriter, Coalesced, str]] | None = None  # per topic
 
 
 @dataclass(slots=True)
@@ -191,6 +192,18 @@ class BatchApplier:
         self._staged[(id(conn), next(t for t, r in self.tables.items() if r is rt))] = rt.version
         log.info("schema_evolved", table=rt.name, added=types)
 
+    # -- coalesce ---------------------------------------------------------------------------
+    def prepare(self, d: Decoded) -> None:
+        """Coalesce per table and render the COPY payloads (CPU work, on the caller's thread)."""
+        out: dict[str, tuple[TableWriter, Coalesced, str]] = {}
+        for topic, items in d.changes.items():
+            rt = self.tables[topic]
+            batch = coalesce(rt.target.schema, [c for _, c in items])
+            # The writer is pinned: a schema change while this batch is in flight builds a new
+            # one, whose staging table is a superset of this one's.
+            out[topic] = (rt.writer, batch, rt.writer.render(batch))
+        d.prepared = out
+
     # -- write ------------------------------------------------------------------------------
     def write(self, d: Decoded, now_us: int | None = None) -> Outcome:
         """Dead-letter, then write everything and the offsets in one transaction."""
@@ -199,10 +212,10 @@ class BatchApplier:
         except (ConnectionError, BufferError) as e:
             raise Transient(str(e)) from e
         now = now_us if now_us is not None else int(time.time() * 1_000_000)
-        batches = {
-            topic: coalesce(self.tables[topic].target.schema, [c for _, c in items])
-            for topic, items in d.changes.items()
-        }
+        if d.prepared is None:
+            self.prepare(d)
+        assert d.prepared is not None
+        batches = d.prepared
         conn = self.connection()
         live = dead = 0
         extra_dead: list[DeadLetter] = []
@@ -211,8 +224,8 @@ class BatchApplier:
                 for topic in batches:
                     self.ensure_staging(conn, topic)
                 with conn.transaction(), conn.cursor() as cur:
-                    for topic, batch in batches.items():
-                        r = self.tables[topic].writer.write(cur, batch, now)
+                    for writer, batch, rendered in batches.values():
+                        r = writer.write(cur, batch, now, rendered)
                         live, dead = live + r.live, dead + r.dead
                     self.offsets.store(cur, d.next_offsets)
             except (psycopg.errors.DataException, psycopg.errors.IntegrityError) as e:

@@ -148,6 +148,8 @@ class Worker:
                 msgs = source.poll_batch(cfg.batch.max_events, cfg.batch.max_wait_ms / 1000)
                 t1 = time.perf_counter()
                 decoded = applier.decode(msgs) if msgs else None
+                if decoded is not None:
+                    applier.prepare(decoded)
                 t2 = time.perf_counter()
                 if inflight is not None:
                     self._finish(inflight)

@@ -18,7 +18,8 @@ from cdc_worker.schema import TableSchema, schema_from_spec
 
 _CONNECT_TO_CQL = {
     "int8": "tinyint", "int16": "smallint", "int32": "int", "int64": "bigint",
-    "float32": "float", "float64": "double", "boolean": "boolean", "string": "text",
+    "float32": "float", "float64": "double", "float": "float", "double": "double",
+    "boolean": "boolean", "string": "text",
     "bytes": "blob",
 }  # fmt: skip
 

@@ -265,9 +265,9 @@ def _duration(v: Any) -> str:
     if isinstance(v, dict):
         months, days, nanos = int(v["months"]), int(v["days"]), int(v["nanos"])
         return f"{months} months {days} days {nanos // 1000} microseconds"
-    if isinstance(v, int | float) and not isinstance(v, bool):
-        # Older connector versions: the duration as microseconds (a double).
-        return f"{round(v)} microseconds"
+    if isinstance(v, int) and not isinstance(v, bool):
+        # Debezium 3.x: one int64 of nanoseconds, months counted as 30 days (lossy upstream).
+        return f"{v // 1000} microseconds"
     if isinstance(v, str):
         return v
     raise TypeError(f"expected a duration, got {type(v).__name__}")

@@ -305,18 +305,21 @@ class TableWriter:
                 + "\n"
             )
 
+    def render(self, batch: Coalesced) -> str:
+        """The batch's rows as COPY text (pure; done before the write, off its thread)."""
+        return "".join(self._stage_lines(batch))
+
     def write(
-        self, cur: psycopg.Cursor[tuple[object, ...]], batch: Coalesced, now_us: int
+        self,
+        cur: psycopg.Cursor[tuple[object, ...]],
+        batch: Coalesced,
+        now_us: int,
+        rendered: str | None = None,
     ) -> WriteResult:
+        payload = self.render(batch) if rendered is None else rendered
         with cur.copy(self.copy_stage) as cp:
-            buf: list[str] = []
-            for line in self._stage_lines(batch):
-                buf.append(line)
-                if len(buf) >= 2000:
-                    cp.write("".join(buf))
-                    buf.clear()
-            if buf:
-                cp.write("".join(buf))
+            if payload:
+                cp.write(payload)
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (self.t.lock_key,))
         if batch.partition_dels:
             with cur.copy(self.copy_pdel) as cp:
