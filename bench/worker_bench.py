@@ -101,7 +101,8 @@ def load(bootstrap: str, topic: str, events: list[tuple[bytes, bytes]]) -> None:
     admin = AdminClient({"bootstrap.servers": bootstrap})
     admin.create_topics([NewTopic(topic, 3, 1)])[topic].result(30)
     p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 50, "batch.size": 1_000_000,
-                  "compression.type": "lz4", "queue.buffering.max.messages": 1_000_000})  # fmt: skip
+                  "compression.type": "lz4",
+                  "queue.buffering.max.messages": 1_000_000})  # fmt: skip
     for k, v in events:
         while True:
             try:
