@@ -14,13 +14,13 @@ from typing import Any
 
 import psycopg
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from cdc_worker.schema import TableSchema, schema_from_spec
 from cdc_worker.tables import prepare
 from cdc_worker.target import DeleteMode, Target
 from cdc_worker.write import TableWriter
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
 from tests.support.apply import apply_batch
 from tests.support.cassandra_model import Delete, History, Write
 from tests.support.events import cell, envelope
