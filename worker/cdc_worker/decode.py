@@ -114,7 +114,10 @@ def decode(schema: TableSchema, raw: bytes | None) -> Change:
         )  # fmt: skip
     if clustering_missing:
         if op != "d":
-            raise DecodeError(f"op {op!r} with a null clustering column")
+            raise DecodeError(
+                f"op {op!r} without a clustering key: a static-column-only write, which the "
+                "worker does not replicate yet (docs/worker.md, known limits)"
+            )
         if any(k is not None for k in key[len(schema.partition_key) :]):
             raise DecodeError(
                 "a delete with only some clustering columns is not a partition delete"
