@@ -1,9 +1,10 @@
-"""`cdc-operator`: the console entry point of the operator."""
+"""`cdc-operator`: run the operator (default), or write the CRDs generated from the models."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from cdc_operator import __version__
 
@@ -11,12 +12,29 @@ from cdc_operator import __version__
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="cdc-operator",
-        description="Reconciles CdcPipeline and TableReplication resources (Kopf).",
+        description="Reconciles CdcPipeline and TableReplication resources (Kopf). With no "
+        "command it runs against the current kubeconfig or in-cluster config, watching all "
+        "namespaces unless --namespace is given.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument(
-        "--namespace", action="append", default=[], help="watch only these namespaces"
+        "--namespace", action="append", default=[], help="watch only this namespace (repeatable)"
     )
-    parser.parse_args(argv)
+    parser.add_argument("--log-level", default="INFO")
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("run", help="run the operator (the default)")
+    crds = sub.add_parser("crds", help="write crds/*.yaml from the pydantic models")
+    crds.add_argument("--out", type=Path, default=Path("crds"))
+    args = parser.parse_args(argv)
+    if args.command == "crds":
+        from cdc_operator.crdgen import write
+
+        for path in write(args.out):
+            print(path)
+        return 0
     print("cdc-operator: the reconcilers are not built yet", file=sys.stderr)
     return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

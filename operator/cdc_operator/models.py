@@ -1,0 +1,265 @@
+"""The custom resources' spec and status, as pydantic models: the one source of truth.
+
+`crds/*.yaml` is generated from these models (`cdc-operator crds`), and the
+operator validates what it reads with the same models. Cross-field rules are
+written once, as CEL (`x-kubernetes-validations`) in the schema, so the API
+server rejects invalid objects with a message naming the field.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+GROUP = "casscdc.io"
+VERSION = "v1alpha1"
+
+_NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+_CQL_IDENT = r"^[A-Za-z_][A-Za-z0-9_]{0,47}$"
+_PG_IDENT = r"^[A-Za-z_][A-Za-z0-9_]{0,62}$"
+_DURATION = r"^([0-9]+(s|m|h))+$"
+
+
+def cel(*rules: tuple[str, str]) -> dict[str, Any]:
+    return {"x-kubernetes-validations": [{"rule": r, "message": m} for r, m in rules]}
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+class SecretRef(Model):
+    name: str = Field(pattern=_NAME, max_length=253, description="Secret in the same namespace")
+
+
+class CredentialRef(Model):
+    """`username` and `password` from a Vault KV v2 path or from a Secret: exactly one."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            (
+                "has(self.vaultPath) != has(self.secretRef)",
+                "exactly one of vaultPath or secretRef must be set",
+            ),
+        )
+    )
+    vault_path: str | None = Field(
+        default=None, min_length=1, max_length=512, pattern=r"^[A-Za-z0-9_./-]+$",
+        description="KV v2 path under vault.kvMount holding `username` and `password`",
+    )  # fmt: skip
+    secret_ref: SecretRef | None = None
+
+
+class CassandraSpec(Model):
+    contact_points: list[str] = Field(
+        min_length=1, max_length=32, description="host:port of the CQL native transport"
+    )
+    local_datacenter: str = Field(default="datacenter1", min_length=1, max_length=128)
+    credentials: CredentialRef | None = None
+    manage_table_cdc: bool = Field(
+        default=False, description="run ALTER TABLE … WITH cdc = true on the source tables"
+    )
+
+
+class DebeziumSpec(Model):
+    topic_prefix: str = Field(pattern=r"^[A-Za-z0-9._-]{1,100}$")
+    snapshot_mode: Literal["initial", "never", "always"] = "never"
+    config: dict[str, str] = Field(
+        default_factory=dict, description="extra connector properties (no secrets)"
+    )
+
+
+class TopicSpec(Model):
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            (
+                "!has(oldSelf.partitions) || self.partitions >= oldSelf.partitions",
+                "partitions can only grow",
+            ),
+        )
+    )
+    partitions: int = Field(default=3, ge=1, le=1000)
+    replication_factor: int = Field(default=1, ge=1, le=10)
+    retention_hours: int = Field(default=168, ge=1, le=87600)
+
+
+class KafkaSpec(Model):
+    bootstrap_servers: str = Field(min_length=1, max_length=2048)
+    topic: TopicSpec = Field(default_factory=TopicSpec)
+    dead_letter_topic: str = Field(pattern=r"^[A-Za-z0-9._-]{1,249}$")
+    dead_letter_retention_hours: int = Field(default=720, ge=1, le=87600)
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    credentials: CredentialRef | None = None
+
+
+class PostgresSpec(Model):
+    host: str = Field(min_length=1, max_length=253)
+    port: int = Field(default=5432, ge=1, le=65535)
+    database: str = Field(min_length=1, max_length=63)
+    schema_: str = Field(default="public", alias="schema", pattern=_PG_IDENT)
+    ssl_mode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = (
+        "prefer"
+    )
+    credentials: CredentialRef
+
+
+class RedisSpec(Model):
+    url: str = Field(pattern=r"^rediss?://[^@]+$", description="no credentials in the URL")
+    credentials: CredentialRef | None = None
+
+
+class KubernetesAuth(Model):
+    role: str = Field(min_length=1, max_length=128)
+    mount_path: str = Field(default="kubernetes", min_length=1, max_length=128)
+
+
+class VaultAuth(Model):
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            (
+                "has(self.kubernetes) != has(self.tokenSecretRef)",
+                "exactly one of kubernetes or tokenSecretRef must be set",
+            ),
+        )
+    )
+    kubernetes: KubernetesAuth | None = None
+    token_secret_ref: SecretKeyRef | None = None
+
+
+class SecretKeyRef(Model):
+    name: str = Field(pattern=_NAME, max_length=253)
+    key: str = Field(default="token", min_length=1, max_length=253)
+
+
+class VaultSpec(Model):
+    address: str = Field(pattern=r"^https?://.+")
+    kv_mount: str = Field(default="secret", min_length=1, max_length=128)
+    auth: VaultAuth
+    refresh_interval: str = Field(default="5m", pattern=_DURATION)
+
+
+class Quantities(Model):
+    cpu: str | None = Field(default=None, pattern=r"^[0-9]+(\.[0-9]+)?m?$")
+    memory: str | None = Field(default=None, pattern=r"^[0-9]+(Ki|Mi|Gi|Ti|K|M|G|T)?$")
+
+
+class Resources(Model):
+    requests: Quantities = Field(default_factory=Quantities)
+    limits: Quantities = Field(default_factory=Quantities)
+
+
+class BatchSpec(Model):
+    max_events: int = Field(default=10_000, ge=1, le=1_000_000)
+    max_wait_ms: int = Field(default=500, ge=1, le=60_000)
+
+
+class WorkerSpec(Model):
+    image: str = Field(min_length=1, max_length=512)
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    replicas: int = Field(default=1, ge=0, le=100)
+    resources: Resources = Field(default_factory=Resources)
+    batch: BatchSpec = Field(default_factory=BatchSpec)
+
+
+class CdcPipelineSpec(Model):
+    """A Cassandra → Kafka → PostgreSQL pipeline: connections, connector, workers."""
+
+    cassandra: CassandraSpec
+    debezium: DebeziumSpec
+    kafka: KafkaSpec
+    postgres: PostgresSpec
+    redis: RedisSpec | None = None
+    vault: VaultSpec | None = None
+    worker: WorkerSpec
+    paused: bool = False
+
+
+class Condition(Model):
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str = Field(pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$")
+    message: str = ""
+    last_transition_time: str
+    observed_generation: int | None = None
+
+
+class WorkersStatus(Model):
+    ready: int = 0
+    desired: int = 0
+
+
+class LagStatus(Model):
+    events: int | None = None
+    seconds: float | None = None
+
+
+class CdcPipelineStatus(Model):
+    observed_generation: int | None = None
+    conditions: list[Condition] = Field(default_factory=list)
+    tables: int | None = None
+    workers: WorkersStatus | None = None
+    lag: LagStatus | None = None
+    last_event_time: str | None = None
+    worker_summary: str | None = Field(default=None, description="ready/desired, for kubectl get")
+
+
+class PipelineRef(Model):
+    name: str = Field(pattern=_NAME, max_length=253)
+
+
+class SourceTable(Model):
+    keyspace: str = Field(pattern=_CQL_IDENT, max_length=48)
+    table: str = Field(pattern=_CQL_IDENT, max_length=48)
+
+
+class TargetTable(Model):
+    schema_: str | None = Field(default=None, alias="schema", pattern=_PG_IDENT)
+    table: str | None = Field(default=None, pattern=_PG_IDENT)
+
+
+class ColumnsSpec(Model):
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            (
+                "!has(self.include) || !has(self.exclude) || self.exclude.size() == 0",
+                "use include or exclude, not both",
+            ),
+        )
+    )
+    include: list[str] | None = Field(default=None, max_length=1000)
+    exclude: list[str] = Field(default_factory=list, max_length=1000)
+    rename: dict[str, str] = Field(default_factory=dict)
+
+
+class TableReplicationSpec(Model):
+    """One Cassandra table replicated by a pipeline into one PostgreSQL table."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            ("self.pipelineRef.name == oldSelf.pipelineRef.name", "pipelineRef is immutable"),
+            ("self.source == oldSelf.source", "source is immutable"),
+        )
+    )
+    pipeline_ref: PipelineRef
+    source: SourceTable
+    target: TargetTable = Field(default_factory=TargetTable)
+    columns: ColumnsSpec = Field(default_factory=ColumnsSpec)
+    delete_mode: Literal["hard", "soft"] = "hard"
+    create_table: bool = True
+
+
+class TableReplicationStatus(Model):
+    observed_generation: int | None = None
+    conditions: list[Condition] = Field(default_factory=list)
+    topic: str | None = None
+    source: str | None = Field(default=None, description="keyspace.table, for kubectl get")
+    target: str | None = Field(default=None, description="schema.table, for kubectl get")
+    lag: LagStatus | None = None
+    last_event_time: str | None = None
+    events_applied: int | None = None
+
+
+VaultAuth.model_rebuild()
