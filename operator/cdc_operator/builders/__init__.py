@@ -1,0 +1,1 @@
+"""Pure functions from specs to configuration and manifests: no I/O, unit-tested alone."""

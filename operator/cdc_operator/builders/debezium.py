@@ -1,0 +1,77 @@
+"""The Debezium Cassandra connector's agent configuration, one properties file per node.
+
+The agent runs beside each Cassandra node and captures every table with
+`cdc = true` (the connector has no table list; `manageTableCdc` decides which
+tables those are). Node-local paths default to a conventional layout and can be
+overridden through `spec.debezium.config`; the local stack overrides them.
+"""
+
+from __future__ import annotations
+
+from cdc_operator.builders.names import topic
+from cdc_operator.models import CdcPipelineSpec, TableReplicationSpec
+
+DEFAULTS: dict[str, str] = {
+    "cassandra.config": "/etc/cassandra/cassandra.yaml",
+    "cassandra.driver.config.file": "/etc/debezium/application.conf",
+    "commit.log.relocation.dir": "/var/lib/debezium/relocation",
+    "offset.backing.store.dir": "/var/lib/debezium/offsets",
+    "http.port": "8000",
+    "commit.log.real.time.processing.enabled": "true",
+    "commit.log.marked.complete.poll.interval.ms": "250",
+    "commit.log.post.processing.enabled": "true",
+    "commit.log.transfer.class": "io.debezium.connector.cassandra.BlackHoleCommitLogTransfer",
+    "poll.interval.ms": "100",
+    "cdc.dir.poll.interval.ms": "1000",
+    "schema.refresh.interval.ms": "2000",
+    "snapshot.consistency": "ONE",
+    "offset.flush.interval.ms": "0",
+    "key.converter": "org.apache.kafka.connect.json.JsonConverter",
+    "key.converter.schemas.enable": "true",
+    "value.converter": "org.apache.kafka.connect.json.JsonConverter",
+    "value.converter.schemas.enable": "true",
+    "decimal.handling.mode": "string",
+    "varint.handling.mode": "string",
+    "kafka.producer.acks": "all",
+    "kafka.producer.linger.ms": "0",
+    "kafka.producer.retries": "2147483647",
+    "kafka.producer.enable.idempotence": "true",
+}
+FORBIDDEN = ("password", "secret", "sasl.jaas")
+
+
+def node_id(contact_point: str) -> str:
+    host = contact_point.rsplit(":", 1)[0]
+    return "".join(ch if ch.isalnum() else "-" for ch in host).strip("-") or "node"
+
+
+def properties(
+    pipeline: str, spec: CdcPipelineSpec, tables: list[TableReplicationSpec], contact_point: str
+) -> str:
+    """The agent's config.properties for the node at `contact_point`."""
+    bad = [k for k in spec.debezium.config if any(f in k.lower() for f in FORBIDDEN)]
+    if bad:
+        raise ValueError(f"spec.debezium.config: {bad} look like secrets; use credentials refs")
+    node = node_id(contact_point)
+    props = {
+        **DEFAULTS,
+        "topic.prefix": spec.debezium.topic_prefix,
+        "snapshot.mode": spec.debezium.snapshot_mode.upper(),
+        "cassandra.node.id": node,
+        "kafka.producer.bootstrap.servers": spec.kafka.bootstrap_servers,
+        "kafka.producer.client.id": f"debezium-{pipeline}-{node}",
+        "kafka.producer.security.protocol": spec.kafka.security_protocol,
+        **spec.debezium.config,
+    }
+    header = [
+        f"# Debezium Cassandra agent for pipeline {pipeline}, node {contact_point}.",
+        "# Rendered by cdc-operator; captured tables (cdc = true):",
+        *(f"#   {t.source.keyspace}.{t.source.table} -> {topic(spec, t)}"
+          for t in sorted(tables, key=lambda t: (t.source.keyspace, t.source.table))),
+    ]  # fmt: skip
+    body = [f"{k}={_escape(v)}" for k, v in sorted(props.items())]
+    return "\n".join([*header, *body]) + "\n"
+
+
+def _escape(v: str) -> str:
+    return v.replace("\\", "\\\\").replace("\n", "\\n")

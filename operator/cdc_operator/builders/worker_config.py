@@ -1,0 +1,62 @@
+"""The worker's configuration (docs/worker.md) rendered from a pipeline and its tables."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from cdc_operator.builders.names import group_id, topic
+from cdc_operator.models import CdcPipelineSpec, TableReplicationSpec
+
+HTTP_PORT = 8080
+
+
+@dataclass(frozen=True)
+class Table:
+    """A TableReplication with, when the operator could read it, its Cassandra schema."""
+
+    name: str
+    spec: TableReplicationSpec
+    schema: dict[str, Any] | None = None  # worker config `schema` form
+
+
+def worker_config(namespace: str, pipeline: str, spec: CdcPipelineSpec, tables: list[Table]) -> Any:
+    pg = spec.postgres
+    doc: dict[str, Any] = {
+        "pipeline": f"{namespace}.{pipeline}",
+        "kafka": {
+            "bootstrapServers": spec.kafka.bootstrap_servers,
+            "groupId": group_id(namespace, pipeline),
+            "deadLetterTopic": spec.kafka.dead_letter_topic,
+            "securityProtocol": spec.kafka.security_protocol,
+        },
+        "postgres": {"host": pg.host, "port": pg.port, "database": pg.database,
+                     "schema": pg.schema_, "sslMode": pg.ssl_mode},
+        "cassandra": {"contactPoints": list(spec.cassandra.contact_points),
+                      "localDatacenter": spec.cassandra.local_datacenter},
+        "tables": [],
+        "batch": {"maxEvents": spec.worker.batch.max_events,
+                  "maxWaitMs": spec.worker.batch.max_wait_ms},
+        "httpPort": HTTP_PORT,
+    }  # fmt: skip
+    if spec.kafka.sasl_mechanism:
+        doc["kafka"]["saslMechanism"] = spec.kafka.sasl_mechanism
+    if spec.redis is not None:
+        doc["redis"] = {"url": spec.redis.url}
+    for t in sorted(tables, key=lambda t: t.name):
+        tr = t.spec
+        entry: dict[str, Any] = {
+            "topic": topic(spec, tr),
+            "source": {"keyspace": tr.source.keyspace, "table": tr.source.table},
+            "target": {"schema": tr.target.schema_ or pg.schema_,
+                       "table": tr.target.table or tr.source.table},
+            "deleteMode": tr.delete_mode,
+            "createTable": tr.create_table,
+            "columns": {"exclude": list(tr.columns.exclude), "rename": dict(tr.columns.rename)},
+        }  # fmt: skip
+        if tr.columns.include is not None:
+            entry["columns"]["include"] = list(tr.columns.include)
+        if t.schema is not None:
+            entry["schema"] = t.schema
+        doc["tables"].append(entry)
+    return doc
