@@ -32,8 +32,9 @@ def main(argv: list[str] | None = None) -> int:
         for path in write(args.out):
             print(path)
         return 0
-    print("cdc-operator: the reconcilers are not built yet", file=sys.stderr)
-    return 2
+    from cdc_operator.main import run
+
+    return run(namespaces=args.namespace, log_level=args.log_level)
 
 
 if __name__ == "__main__":

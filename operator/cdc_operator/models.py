@@ -93,6 +93,9 @@ class KafkaSpec(Model):
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     credentials: CredentialRef | None = None
+    deletion_policy: Literal["Retain", "Delete"] = Field(
+        default="Retain", description="Delete removes the pipeline's topics with the pipeline"
+    )
 
 
 class PostgresSpec(Model):

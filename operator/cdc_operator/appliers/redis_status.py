@@ -1,0 +1,44 @@
+"""The Redis metadata plane as the operator sees it: pause flags and worker reports."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import redis
+
+
+def _client(url: str, password: str | None) -> redis.Redis:
+    return redis.Redis.from_url(url, password=password, socket_timeout=2, socket_connect_timeout=2)
+
+
+def set_paused(url: str, password: str | None, pipeline: str, paused: bool) -> None:
+    key = f"cdc:{pipeline}:paused"
+    c = _client(url, password)
+    if paused:
+        c.set(key, "1")
+    else:
+        c.delete(key)
+
+
+def read_progress(
+    url: str, password: str | None, pipeline: str, tables: list[str]
+) -> dict[str, Any]:
+    """Live workers, their summed lag, and per-table counters reported by the workers."""
+    c = _client(url, password)
+    workers = 0
+    lag = 0
+    now = time.time()
+    for key in c.scan_iter(f"cdc:{pipeline}:worker:*"):
+        hb = c.hgetall(key)
+        if now - float(hb.get(b"ts", b"0")) < 30:
+            workers += 1
+            lag += int(hb.get(b"lagEvents", b"0"))
+    per_table: dict[str, dict[str, float]] = {}
+    for t in tables:
+        h = c.hgetall(f"cdc:{pipeline}:table:{t}")
+        if h:
+            per_table[t] = {
+                (k.decode() if isinstance(k, bytes) else k): float(v) for k, v in h.items()
+            }
+    return {"workers": workers, "lagEvents": lag, "tables": per_table}

@@ -1,0 +1,111 @@
+"""Kafka topics: create what is missing, grow partitions, set retention; never delete data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewPartitions,
+    NewTopic,
+)
+
+
+class TopicsError(Exception):
+    """Kafka refused or could not be reached; the message says what failed."""
+
+
+@dataclass(frozen=True)
+class TopicWant:
+    name: str
+    partitions: int
+    replication_factor: int
+    retention_ms: int
+
+
+def ensure_topics(
+    settings: dict[str, Any], wants: list[TopicWant], timeout: float = 15
+) -> list[str]:
+    """Make the topics match; returns human-readable actions taken."""
+    admin = AdminClient({**settings, "socket.timeout.ms": int(timeout * 1000)})
+    try:
+        meta = admin.list_topics(timeout=timeout)
+    except KafkaException as e:
+        raise TopicsError(f"Kafka unreachable: {e.args[0].str()}") from None
+    actions: list[str] = []
+    create = [w for w in wants if w.name not in meta.topics]
+    if create:
+        futures = admin.create_topics(
+            [NewTopic(w.name, w.partitions, w.replication_factor,
+                      config={"retention.ms": str(w.retention_ms)}) for w in create],
+            request_timeout=timeout,
+        )  # fmt: skip
+        for name, f in futures.items():
+            try:
+                f.result(timeout)
+                actions.append(f"created {name}")
+            except KafkaException as e:
+                if e.args[0].name() != "TOPIC_ALREADY_EXISTS":
+                    raise TopicsError(f"create {name}: {e.args[0].str()}") from None
+    grow = [w for w in wants if w.name in meta.topics
+            and len(meta.topics[w.name].partitions) < w.partitions]  # fmt: skip
+    if grow:
+        futures = admin.create_partitions([NewPartitions(w.name, w.partitions) for w in grow])
+        for name, f in futures.items():
+            try:
+                f.result(timeout)
+                actions.append(f"grew {name}")
+            except KafkaException as e:
+                raise TopicsError(f"grow {name}: {e.args[0].str()}") from None
+    existing = [w for w in wants if w.name in meta.topics]
+    if existing:
+        resources = [
+            ConfigResource(ConfigResource.Type.TOPIC, w.name, incremental_configs=[
+                ConfigEntry("retention.ms", str(w.retention_ms),
+                            incremental_operation=AlterConfigOpType.SET)])
+            for w in existing
+        ]  # fmt: skip
+        for res, f in admin.incremental_alter_configs(resources).items():
+            try:
+                f.result(timeout)
+            except KafkaException as e:
+                raise TopicsError(f"configure {res.name}: {e.args[0].str()}") from None
+    return actions
+
+
+def delete_topics(settings: dict[str, Any], names: list[str], timeout: float = 15) -> None:
+    admin = AdminClient(settings)
+    for name, f in admin.delete_topics(names, request_timeout=timeout).items():
+        try:
+            f.result(timeout)
+        except KafkaException as e:
+            if e.args[0].name() != "UNKNOWN_TOPIC_OR_PART":
+                raise TopicsError(f"delete {name}: {e.args[0].str()}") from None
+
+
+def consumer_lag(settings: dict[str, Any], group: str, topics: list[str]) -> dict[str, int]:
+    """Messages behind per topic for a consumer group (from the workers' mirror commits)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({**settings, "group.id": group, "enable.auto.commit": False})
+    try:
+        meta = consumer.list_topics(timeout=5)
+        parts = [TopicPartition(t, p) for t in topics if t in meta.topics
+                 for p in meta.topics[t].partitions]  # fmt: skip
+        if not parts:
+            return {}
+        out: dict[str, int] = {}
+        for tp in consumer.committed(parts, timeout=5):
+            low, high = consumer.get_watermark_offsets(tp, timeout=5)
+            pos = tp.offset if tp.offset >= 0 else low
+            out[tp.topic] = out.get(tp.topic, 0) + max(0, high - pos)
+        return out
+    except KafkaException:
+        return {}
+    finally:
+        consumer.close()

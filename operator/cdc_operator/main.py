@@ -1,0 +1,29 @@
+"""Run the operator in-process (`cdc-operator`), with kopf's own loop and probes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+
+import kopf
+
+from cdc_operator import handlers as _handlers  # noqa: F401 - registers the handlers
+
+
+def run(namespaces: list[str], log_level: str = "INFO") -> int:
+    logging.basicConfig(
+        level=log_level,
+        format='{"time":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s",'
+        '"message":%(message)r}',
+    )
+    liveness = os.environ.get("CDC_OPERATOR_LIVENESS", "http://0.0.0.0:8080/healthz")
+    asyncio.run(
+        kopf.operator(
+            clusterwide=not namespaces,
+            namespaces=namespaces,
+            liveness_endpoint=liveness,
+            standalone=True,
+        )
+    )
+    return 0

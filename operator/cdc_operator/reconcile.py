@@ -1,0 +1,303 @@
+"""One reconcile pass over a pipeline and its tables: appliers in threads, status out.
+
+Order: credentials → topics → Cassandra CDC (when managed) → connector config →
+worker config, Secret, Deployment, Service, PDB → pause → observed state. Each
+step sets its condition; a failing step does not stop the ones that do not
+depend on it, and the last good Secret is kept when credentials cannot be read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from cdc_operator.appliers import credentials, redis_status, topics
+from cdc_operator.appliers.cassandra import CassandraError, enable_cdc_and_read_schemas
+from cdc_operator.appliers.kube import Kube
+from cdc_operator.builders import manifests, names
+from cdc_operator.builders.conditions import set_condition, summarize
+from cdc_operator.builders.debezium import node_id, properties
+from cdc_operator.builders.worker_config import Table, worker_config
+from cdc_operator.models import GROUP, VERSION, CdcPipelineSpec, TableReplicationSpec
+
+API = f"{GROUP}/{VERSION}"
+HASH_ANNOTATION = "casscdc.io/content-hash"
+
+
+def parse_duration(text: str) -> float:
+    total, num = 0.0, ""
+    for ch in text:
+        if ch.isdigit():
+            num += ch
+        else:
+            total += int(num) * {"s": 1, "m": 60, "h": 3600}[ch]
+            num = ""
+    return total
+
+
+@dataclass
+class PipelineState:
+    """What the operator remembers between passes (rebuilt from the cluster after a restart)."""
+
+    secret_hash: str | None = None
+    secret_keys: list[str] = field(default_factory=list)
+    last_secret_refresh: float = 0.0
+    schemas: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+STATE: dict[tuple[str, str], PipelineState] = {}
+
+
+def state_for(namespace: str, name: str) -> PipelineState:
+    return STATE.setdefault((namespace, name), PipelineState())
+
+
+def _kafka_settings(spec: CdcPipelineSpec, creds: dict[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {"bootstrap.servers": spec.kafka.bootstrap_servers,
+                           "security.protocol": spec.kafka.security_protocol}  # fmt: skip
+    if spec.kafka.sasl_mechanism:
+        out |= {"sasl.mechanism": spec.kafka.sasl_mechanism,
+                "sasl.username": creds.get("KAFKA_USERNAME", ""),
+                "sasl.password": creds.get("KAFKA_PASSWORD", "")}  # fmt: skip
+    return out
+
+
+def tables_of(kube: Kube, namespace: str, pipeline: str) -> list[tuple[str, TableReplicationSpec]]:
+    out = []
+    for tr in kube.list(API, "TableReplication", namespace):
+        if tr["metadata"].get("deletionTimestamp"):
+            continue
+        spec = TableReplicationSpec.model_validate(tr["spec"])
+        if spec.pipeline_ref.name == pipeline:
+            out.append((tr["metadata"]["name"], spec))
+    return sorted(out)
+
+
+async def reconcile(kube: Kube, namespace: str, name: str, *, force_secrets: bool = False) -> None:
+    """Reconcile one CdcPipeline and write its status and its tables' statuses.
+
+    Passes for the same pipeline (its own events, its timer, its tables' events) are
+    serialised, and each starts from the object as it is now, so none overwrites
+    another's conditions with a stale copy.
+    """
+    st = state_for(namespace, name)
+    async with st.lock:
+        body = await asyncio.to_thread(kube.get, API, "CdcPipeline", name, namespace)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return
+        gen = body["metadata"].get("generation")
+        status = await _reconcile(kube, body, namespace, name, gen, st, force_secrets)
+        await asyncio.to_thread(kube.patch_status, API, "CdcPipeline", name, namespace, status)
+
+
+async def _reconcile(
+    kube: Kube, body: dict[str, Any], ns: str, name: str, gen: int | None,
+    st: PipelineState, force_secrets: bool,
+) -> Any:  # fmt: skip
+    spec = CdcPipelineSpec.model_validate(body["spec"])
+    conds: list[dict[str, Any]] = list((body.get("status") or {}).get("conditions") or [])
+    owner = manifests.owner_reference(body)
+    trs = await asyncio.to_thread(tables_of, kube, ns, name)
+
+    # 1. Credentials → the workers' Secret (the last good one is kept on failure).
+    creds: dict[str, str] | None = None
+    interval = parse_duration(spec.vault.refresh_interval) if spec.vault else 300.0
+    due = (
+        force_secrets
+        or st.secret_hash is None
+        or time.monotonic() - st.last_secret_refresh >= interval
+    )
+    if due:
+        try:
+            creds = await asyncio.to_thread(
+                credentials.resolve, spec, lambda n: kube.get("v1", "Secret", n, ns)
+            )
+            secret = manifests.credentials_secret(ns, name, owner, creds)
+            h = manifests.digest(creds)
+            secret["metadata"]["annotations"] = {HASH_ANNOTATION: h}
+            await asyncio.to_thread(kube.apply, secret)
+            st.secret_hash, st.secret_keys = h, sorted(creds)
+            st.last_secret_refresh = time.monotonic()
+            conds = set_condition(conds, "SecretsReady", True, "Loaded",
+                                  f"{len(creds)} credential values loaded", gen)  # fmt: skip
+        except credentials.CredentialsError as e:
+            existing = await asyncio.to_thread(
+                kube.get, "v1", "Secret", names.secret_name(name), ns
+            )
+            if existing and st.secret_hash is None:
+                st.secret_hash = (existing["metadata"].get("annotations") or {}).get(
+                    HASH_ANNOTATION
+                )
+                st.secret_keys = sorted((existing.get("data") or {}).keys())
+            kept = "; keeping the last Secret" if existing else "; no Secret yet"
+            conds = set_condition(conds, "SecretsReady", False, e.reason, str(e) + kept, gen)
+    redis_password = (creds or {}).get("REDIS_PASSWORD")
+
+    # 2. Kafka topics.
+    kafka = _kafka_settings(spec, creds or {})
+    wants = [
+        topics.TopicWant(
+            names.topic(spec, tr),
+            spec.kafka.topic.partitions,
+            spec.kafka.topic.replication_factor,
+            spec.kafka.topic.retention_hours * 3_600_000,
+        )
+        for _, tr in trs
+    ]
+    wants.append(topics.TopicWant(spec.kafka.dead_letter_topic, spec.kafka.topic.partitions,
+                                  spec.kafka.topic.replication_factor,
+                                  spec.kafka.dead_letter_retention_hours * 3_600_000))  # fmt: skip
+    try:
+        actions = await asyncio.to_thread(topics.ensure_topics, kafka, wants)
+        msg = f"{len(wants)} topics" + (f" ({', '.join(actions)})" if actions else "")
+        conds = set_condition(conds, "TopicsReady", True, "TopicsReconciled", msg, gen)
+    except topics.TopicsError as e:
+        conds = set_condition(conds, "TopicsReady", False, "KafkaError", str(e), gen)
+
+    # 3. Cassandra: cdc = true and typed schemas, when the pipeline manages it.
+    required = ["SecretsReady", "TopicsReady", "ConnectorConfigured", "WorkersAvailable"]
+    if spec.cassandra.manage_table_cdc and trs:
+        required.append("CassandraReady")
+        keys = [(tr.source.keyspace, tr.source.table) for _, tr in trs]
+        try:
+            st.schemas.update(await asyncio.to_thread(
+                enable_cdc_and_read_schemas, spec.cassandra, keys,
+                (creds or {}).get("CASSANDRA_USERNAME"), (creds or {}).get("CASSANDRA_PASSWORD"),
+            ))  # fmt: skip
+            conds = set_condition(conds, "CassandraReady", True, "CdcEnabled",
+                                  f"cdc = true on {len(keys)} tables", gen)  # fmt: skip
+        except CassandraError as e:
+            conds = set_condition(conds, "CassandraReady", False, "CassandraError", str(e), gen)
+
+    # 4. Connector configuration, one properties file per Cassandra node.
+    try:
+        files = {f"{node_id(cp)}.properties": properties(name, spec, [t for _, t in trs], cp)
+                 for cp in spec.cassandra.contact_points}  # fmt: skip
+        await asyncio.to_thread(kube.apply, manifests.connector_configmap(ns, name, owner, files))
+        conds = set_condition(conds, "ConnectorConfigured", True, "Rendered",
+                              f"{len(files)} node configs, {len(trs)} tables", gen)  # fmt: skip
+    except ValueError as e:
+        conds = set_condition(conds, "ConnectorConfigured", False, "InvalidConfig", str(e), gen)
+
+    # 5. Workers.
+    tables = [Table(n, tr, st.schemas.get((tr.source.keyspace, tr.source.table))) for n, tr in trs]
+    config = worker_config(ns, name, spec, tables)
+    redis_pause = spec.redis is not None
+    replicas = 0 if spec.paused and not redis_pause else spec.worker.replicas
+    await asyncio.to_thread(kube.apply, manifests.worker_configmap(ns, name, owner, config))
+    await asyncio.to_thread(kube.apply, manifests.metrics_service(ns, name, owner))
+    await asyncio.to_thread(kube.apply, manifests.pod_disruption_budget(ns, name, owner))
+    if st.secret_hash is not None:
+        dep = manifests.worker_deployment(ns, name, owner, spec, manifests.digest(config),
+                                          st.secret_hash, st.secret_keys, replicas)  # fmt: skip
+        await asyncio.to_thread(kube.apply, dep)
+
+    # 6. Pause.
+    if spec.redis is not None:
+        try:
+            await asyncio.to_thread(redis_status.set_paused, spec.redis.url, redis_password,
+                                    f"{ns}.{name}", spec.paused)  # fmt: skip
+            how = "PauseFlagSet" if spec.paused else "Running"
+        except Exception as e:
+            how = f"RedisUnavailable: {type(e).__name__}"
+    else:
+        how = "ScaledToZero" if spec.paused else "Running"
+    why = f"workers stop consuming ({how})" if spec.paused else "not paused"
+    conds = set_condition(conds, "Paused", spec.paused, how.split(":")[0], why, gen)
+
+    # 7. Observed state.
+    current = await asyncio.to_thread(
+        kube.get, "apps/v1", "Deployment", names.worker_name(name), ns
+    )
+    ready = int(((current or {}).get("status") or {}).get("readyReplicas") or 0)
+    desired = replicas if current else 0
+    if st.secret_hash is None:
+        conds = set_condition(conds, "WorkersAvailable", False, "WaitingForSecrets",
+                              "the workers' Secret does not exist yet", gen)  # fmt: skip
+    elif ready >= desired:
+        conds = set_condition(conds, "WorkersAvailable", True, "Available",
+                              f"{ready}/{desired} workers ready", gen)  # fmt: skip
+    else:
+        conds = set_condition(conds, "WorkersAvailable", False, "WorkersNotReady",
+                              f"{ready}/{desired} workers ready", gen)  # fmt: skip
+    topic_names = [w.name for w in wants[:-1]]
+    lag = await asyncio.to_thread(topics.consumer_lag, kafka, names.group_id(ns, name), topic_names)
+    progress: dict[str, Any] = {}
+    if spec.redis is not None:
+        try:
+            progress = await asyncio.to_thread(
+                redis_status.read_progress, spec.redis.url, redis_password, f"{ns}.{name}",
+                [f"{tr.source.keyspace}.{tr.source.table}" for _, tr in trs],
+            )  # fmt: skip
+        except Exception:
+            progress = {}
+    conds = summarize(conds, required, gen)
+    if spec.paused:
+        conds = set_condition(conds, "Ready", False, "Paused", "the pipeline is paused", gen)
+    per_table = progress.get("tables", {})
+    last = max((v.get("lastEventTs", 0) for v in per_table.values()), default=0)
+    status: dict[str, Any] = {
+        "observedGeneration": gen,
+        "conditions": conds,
+        "tables": len(trs),
+        "workers": {"ready": ready, "desired": desired},
+        "workerSummary": f"{ready}/{desired}",
+        "lag": {"events": sum(lag.values()) if lag else None},
+    }
+    if last:
+        status["lastEventTime"] = _iso(last / 1e6)
+    await _table_statuses(kube, ns, spec, trs, conds, lag, per_table)
+    return status
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+async def _table_statuses(
+    kube: Kube, ns: str, spec: CdcPipelineSpec, trs: list[tuple[str, TableReplicationSpec]],
+    pipeline_conds: list[dict[str, Any]], lag: dict[str, int], per_table: dict[str, Any],
+) -> None:  # fmt: skip
+    ready = next((c for c in pipeline_conds if c["type"] == "Ready"), None)
+    for trname, tr in trs:
+        current = await asyncio.to_thread(kube.get, API, "TableReplication", trname, ns)
+        if current is None:
+            continue
+        gen = current["metadata"].get("generation")
+        conds = list((current.get("status") or {}).get("conditions") or [])
+        ok = ready is not None and ready["status"] == "True"
+        reason = "Replicating" if ok else (ready or {}).get("reason", "Pending")
+        msg = "pipeline ready" if ok else f"pipeline not ready: {(ready or {}).get('message', '')}"
+        conds = set_condition(conds, "Ready", ok, reason, msg, gen)
+        topic = names.topic(spec, tr)
+        src = f"{tr.source.keyspace}.{tr.source.table}"
+        stats = per_table.get(src, {})
+        status: dict[str, Any] = {
+            "observedGeneration": gen, "conditions": conds, "topic": topic, "source": src,
+            "target": f"{tr.target.schema_ or spec.postgres.schema_}."
+                      f"{tr.target.table or tr.source.table}",
+            "lag": {"events": lag.get(topic)},
+        }  # fmt: skip
+        if stats.get("lastEventTs"):
+            status["lastEventTime"] = _iso(stats["lastEventTs"] / 1e6)
+            status["lag"]["seconds"] = stats.get("lagSeconds")
+        if stats.get("applied") is not None:
+            status["eventsApplied"] = int(stats["applied"])
+        await asyncio.to_thread(kube.patch_status, API, "TableReplication", trname, ns, status)
+
+
+async def delete_pipeline(body: dict[str, Any]) -> None:
+    """Finalizer work: only with `kafka.deletionPolicy: Delete` are topics removed."""
+    spec = CdcPipelineSpec.model_validate(body["spec"])
+    STATE.pop((body["metadata"]["namespace"], body["metadata"]["name"]), None)
+    if spec.kafka.deletion_policy != "Delete":
+        return
+    kube = Kube()
+    trs = await asyncio.to_thread(tables_of, kube, body["metadata"]["namespace"],
+                                  body["metadata"]["name"])  # fmt: skip
+    names_ = [names.topic(spec, tr) for _, tr in trs] + [spec.kafka.dead_letter_topic]
+    await asyncio.to_thread(topics.delete_topics, _kafka_settings(spec, {}), names_)
