@@ -8,6 +8,7 @@ and the finalizer is `casscdc.io/finalizer`; it only does work when
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 import kopf
@@ -18,7 +19,7 @@ from cdc_operator.reconcile import delete_pipeline, reconcile
 
 PIPELINES = (GROUP, VERSION, "cdcpipelines")
 TABLES = (GROUP, VERSION, "tablereplications")
-STATUS_INTERVAL = 15.0
+STATUS_INTERVAL = float(os.environ.get("CDC_OPERATOR_STATUS_INTERVAL", "15"))
 
 _kube: Kube | None = None
 
