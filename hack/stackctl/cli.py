@@ -10,13 +10,18 @@ import argparse
 import shlex
 import sys
 
+from .cassandra import Cassandra
 from .core import Component, StackError, log
+from .debezium import Debezium
+from .k8s import K8s
 from .kafka import Kafka
 from .postgres import Postgres
 from .redis import Redis
 from .vault import Vault
 
-COMPONENTS: dict[str, type[Component]] = {c.name: c for c in (Postgres, Redis, Vault, Kafka)}
+COMPONENTS: dict[str, type[Component]] = {
+    c.name: c for c in (Postgres, Redis, Vault, Kafka, Cassandra, Debezium, K8s)
+}
 DEFAULT_UP = ("postgres", "redis", "vault", "kafka")
 
 
@@ -61,7 +66,11 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "env":
             for c in _ordered(list(COMPONENTS)):
                 for k, v in c.env().items():
-                    print(f"export {k}={shlex.quote(v)}")
+                    if k == "PATH":  # directories to prepend; "$PATH" must expand in the shell
+                        head = v.removesuffix(":$PATH")
+                        print(f'export PATH={shlex.quote(head)}:"$PATH"')
+                    else:
+                        print(f"export {k}={shlex.quote(v)}")
         elif args.cmd == "versions":
             for c in _ordered(list(COMPONENTS)):
                 c.install()

@@ -1,0 +1,237 @@
+"""Apache Cassandra 5.0 from Maven Central jars, single node on 127.0.0.1 with CDC enabled.
+
+`cassandra-all` and its runtime dependencies are resolved by hack/cassandra/pom.xml into a cache
+directory keyed by version and run on JDK 17 with CassandraDaemon as the main class and the JVM
+options of Cassandra's conf/jvm-server.options + conf/jvm17-server.options (the bin/cassandra
+wrapper is not used). cassandra.yaml and logback.xml are rendered from hack/cassandra/ into the
+component's state directory. Health is a real CQL exchange over the native protocol (STARTUP,
+then `SELECT release_version FROM system.local` answered with a ROWS result), written against the
+socket because hack/stack runs before the project's virtualenv (and cassandra-driver) exists.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+from pathlib import Path
+from string import Template
+
+from .core import CACHE, PORT_OFFSET, REPO, Component, StackError, ensure_debs, run
+
+VERSION = "5.0.9"
+CQL_PORT = 59042 + PORT_OFFSET
+STORAGE_PORT = 57000 + PORT_OFFSET
+JMX_PORT = 57199 + PORT_OFFSET
+HEAP = "1G"
+LOCAL_DC = "datacenter1"  # SimpleSnitch's datacenter name
+TEMPLATES = REPO / "hack" / "cassandra"
+
+# conf/jvm17-server.options of Cassandra 5.0 (G1 section sized for 2 cores, JPMS, netty).
+JVM17_SERVER_OPTIONS = [
+    "-XX:+UseG1GC",
+    "-XX:+ParallelRefProcEnabled",
+    "-XX:MaxTenuringThreshold=1",
+    "-XX:G1HeapRegionSize=16m",
+    "-XX:G1RSetUpdatingPauseTimePercent=5",
+    "-XX:MaxGCPauseMillis=300",
+    "-XX:InitiatingHeapOccupancyPercent=70",
+    "-XX:ParallelGCThreads=2",
+    "-XX:ConcGCThreads=1",
+    "-Djdk.attach.allowAttachSelf=true",
+    "--add-exports=java.base/jdk.internal.misc=ALL-UNNAMED",
+    "--add-exports=java.management.rmi/com.sun.jmx.remote.internal.rmi=ALL-UNNAMED",
+    "--add-exports=java.rmi/sun.rmi.registry=ALL-UNNAMED",
+    "--add-exports=java.rmi/sun.rmi.server=ALL-UNNAMED",
+    "--add-exports=java.sql/java.sql=ALL-UNNAMED",
+    "--add-exports=java.base/java.lang.ref=ALL-UNNAMED",
+    "--add-exports=jdk.unsupported/sun.misc=ALL-UNNAMED",
+    "--add-exports=jdk.compiler/com.sun.tools.javac.file=ALL-UNNAMED",
+    "--add-exports=jdk.attach/sun.tools.attach=ALL-UNNAMED",
+    "--add-opens=java.base/java.lang.module=ALL-UNNAMED",
+    "--add-opens=java.base/jdk.internal.loader=ALL-UNNAMED",
+    "--add-opens=java.base/jdk.internal.ref=ALL-UNNAMED",
+    "--add-opens=java.base/jdk.internal.reflect=ALL-UNNAMED",
+    "--add-opens=java.base/jdk.internal.math=ALL-UNNAMED",
+    "--add-opens=java.base/jdk.internal.module=ALL-UNNAMED",
+    "--add-opens=java.base/jdk.internal.util.jar=ALL-UNNAMED",
+    "--add-opens=jdk.management/com.sun.management.internal=ALL-UNNAMED",
+    "--add-opens=java.base/sun.nio.ch=ALL-UNNAMED",
+    "--add-opens=java.base/java.io=ALL-UNNAMED",
+    "--add-opens=java.base/java.lang.reflect=ALL-UNNAMED",
+    "--add-opens=jdk.compiler/com.sun.tools.javac=ALL-UNNAMED",
+    "--add-opens=java.base/java.lang=ALL-UNNAMED",
+    "--add-opens=java.base/java.util=ALL-UNNAMED",
+    "-Dio.netty.tryReflectionSetAccessible=true",
+    "-Dio.netty.allocator.useCacheForAllThreads=true",
+    "-Dio.netty.allocator.maxOrder=11",
+]
+
+
+class Cassandra(Component):
+    name = "cassandra"
+    ports = (CQL_PORT, STORAGE_PORT, JMX_PORT)
+    start_timeout = 120.0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lib = CACHE / f"cassandra-{VERSION}" / "lib"
+        self.yaml = self.state_dir / "cassandra.yaml"
+        self.logback = self.state_dir / "logback.xml"
+        self.cdc_raw = self.state_dir / "cdc_raw"
+
+    def install(self) -> None:
+        ensure_debs({"java": "openjdk-17-jre-headless", "mvn": "maven"})
+        if (self.lib / f"cassandra-all-{VERSION}.jar").exists():
+            return
+        tmp = self.lib.with_name("lib.partial")
+        run(
+            [
+                "mvn",
+                "-q",
+                "-B",
+                "-f",
+                TEMPLATES / "pom.xml",
+                "dependency:copy-dependencies",
+                f"-Dcassandra.version={VERSION}",
+                "-DincludeScope=runtime",
+                f"-DoutputDirectory={tmp}",
+            ]
+        )
+        tmp.rename(self.lib)
+
+    def version(self) -> str:
+        return f"Apache Cassandra {VERSION} (cassandra-all, JDK 17, cdc_enabled)"
+
+    def render(self) -> None:
+        """Write cassandra.yaml and logback.xml into the state directory."""
+        values = {"DIR": str(self.state_dir), "CQL_PORT": CQL_PORT, "STORAGE_PORT": STORAGE_PORT}
+        text = Template((TEMPLATES / "cassandra.yaml.tmpl").read_text()).substitute(values)
+        self.yaml.write_text(text)
+        self.logback.write_text((TEMPLATES / "logback.xml.tmpl").read_text())
+        for sub in ("data", "commitlog", "cdc_raw", "saved_caches", "hints"):
+            (self.state_dir / sub).mkdir(parents=True, exist_ok=True)
+
+    def command(self) -> list[str]:
+        jamm = sorted(self.lib.glob("jamm-*.jar"))
+        if not jamm:
+            raise StackError(f"no jamm jar in {self.lib}; remove it and retry `hack/stack up`")
+        return [
+            "java",
+            # conf/jvm-server.options (general section) and what cassandra-env.sh adds
+            "-ea",
+            "-da:net.openhft...",
+            "-XX:+UseThreadPriorities",
+            "-XX:+HeapDumpOnOutOfMemoryError",
+            "-XX:+ExitOnOutOfMemoryError",
+            f"-XX:HeapDumpPath={self.state_dir}",
+            "-Xss256k",
+            "-XX:+AlwaysPreTouch",
+            "-XX:+UseTLAB",
+            "-XX:+ResizeTLAB",
+            "-XX:+UseNUMA",
+            "-XX:+PerfDisableSharedMem",
+            "-Djava.net.preferIPv4Stack=true",
+            f"-Xms{HEAP}",
+            f"-Xmx{HEAP}",
+            *JVM17_SERVER_OPTIONS,
+            f"-javaagent:{jamm[-1]}",
+            f"-Dcassandra.jmx.local.port={JMX_PORT}",
+            # A fresh single node otherwise waits ~30 s (RING_DELAY) before allocating tokens.
+            "-Dcassandra.skip_wait_for_gossip_to_settle=0",
+            "-Dcassandra.ring_delay_ms=1000",
+            f"-Dcassandra.config=file://{self.yaml}",
+            f"-Dcassandra.storagedir={self.state_dir}",
+            f"-Dcassandra.logdir={self.state_dir}",
+            "-Dcassandra-foreground=yes",
+            f"-Dlogback.configurationFile=file://{self.logback}",
+            "-cp",
+            f"{self.lib}/*",  # expanded by the JVM, not a shell
+            "org.apache.cassandra.service.CassandraDaemon",
+        ]
+
+    def start(self) -> None:
+        self.render()
+        self.proc.start(self.command(), cwd=self.state_dir)
+
+    def healthy(self) -> bool:
+        return cql_release_version("127.0.0.1", CQL_PORT) is not None
+
+    def env(self) -> dict[str, str]:
+        return {
+            "CASSANDRA_CONTACT_POINTS": f"127.0.0.1:{CQL_PORT}",
+            "CASSANDRA_LOCAL_DATACENTER": LOCAL_DC,
+        }
+
+
+def _frame(opcode: int, body: bytes, stream: int) -> bytes:
+    return struct.pack(">BBhBi", 4, 0, stream, opcode, len(body)) + body
+
+
+def _string(s: str) -> bytes:
+    raw = s.encode()
+    return struct.pack(">H", len(raw)) + raw
+
+
+def _read_frame(sock: socket.socket) -> tuple[int, bytes]:
+    head = _recv(sock, 9)
+    _version, _flags, _stream, opcode, length = struct.unpack(">BBhBi", head)
+    return opcode, _recv(sock, length)
+
+
+def cql_release_version(host: str, port: int, timeout: float = 3.0) -> str | None:
+    """CQL native protocol v4: STARTUP, then `SELECT release_version FROM system.local`.
+
+    Returns the release version from the ROWS result, or None if the node does not answer
+    READY and then ROWS (not listening yet, still starting, auth required, any error).
+    """
+    query = b"SELECT release_version FROM system.local"
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            startup = struct.pack(">H", 1) + _string("CQL_VERSION") + _string("3.0.0")
+            sock.sendall(_frame(0x01, startup, 1))
+            if _read_frame(sock)[0] != 0x02:  # READY
+                return None
+            # QUERY: [long string] query, [short] consistency ONE, [byte] flags 0
+            body = struct.pack(">i", len(query)) + query + struct.pack(">HB", 0x0001, 0)
+            sock.sendall(_frame(0x07, body, 2))
+            opcode, res = _read_frame(sock)
+    except (OSError, StackError, struct.error):
+        return None
+    if opcode != 0x08 or struct.unpack(">i", res[:4])[0] != 2:  # RESULT of kind ROWS
+        return None
+    return _first_text_cell(res[4:])
+
+
+def _first_text_cell(rows: bytes) -> str | None:
+    flags, ncols = struct.unpack(">ii", rows[:8])
+    pos = 8
+    if flags & 0x0002:  # has_more_pages: a paging state [bytes] follows
+        (n,) = struct.unpack(">i", rows[pos : pos + 4])
+        pos += 4 + max(n, 0)
+    if flags & 0x0004:  # no_metadata
+        return None
+    strings = (2 if flags & 0x0001 else 0) + ncols * (1 if flags & 0x0001 else 3)
+    for i in range(strings):
+        (n,) = struct.unpack(">H", rows[pos : pos + 2])
+        pos += 2 + n
+        if (flags & 0x0001 and i >= 2) or (not flags & 0x0001 and i % 3 == 2):
+            pos += 2  # the column's [option] type id (varchar: no parameters)
+    nrows, cell_len = struct.unpack(">ii", rows[pos : pos + 8])
+    if nrows < 1 or cell_len < 0:
+        return None
+    return rows[pos + 8 : pos + 8 + cell_len].decode()
+
+
+def _recv(sock: socket.socket, n: int) -> bytes:
+    buf = b""
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            raise StackError("connection closed")
+        buf += chunk
+    return buf
+
+
+def cassandra_yaml() -> Path:
+    """The node's cassandra.yaml, which the Debezium agent beside it reads."""
+    return Cassandra().yaml

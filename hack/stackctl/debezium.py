@@ -1,0 +1,237 @@
+"""The Debezium Cassandra 5 connector, run as the agent beside the stack's Cassandra node.
+
+`io.debezium:debezium-connector-cassandra-5:<version>:jar-with-dependencies` comes from Maven
+Central into a cache directory keyed by version and runs as `java … -jar <jar> config.properties`
+(its Main-Class is the standalone CassandraConnectorTask; the jar bundles its own cassandra-all,
+Kafka client and DataStax driver, so nothing else goes on the classpath). It reads the node's
+cassandra.yaml, schema and cdc_raw directory and produces JSON to the stack's Kafka.
+
+config.properties is rendered from hack/debezium/config.properties.tmpl, unless
+CDC_DEBEZIUM_CONFIG names a properties file (the one the operator renders from a CdcPipeline):
+that file then runs exactly as given, with the working directory .stack/debezium, where
+application.conf (the driver's contact points) is always rendered.
+
+Health: the agent's /health answers 200 even when the agent sees no table at all, so it is not
+enough. The agent is healthy when its process is alive, /health answers 200, and its log of this
+start shows the schema holder initialised and no failed schema refresh. A start with "proceeding
+without schema metadata" (the bundled driver 4.14 cannot parse a `vector<…>` column anywhere in
+the cluster; the agent then captures nothing) fails `up` at once.
+
+The agent only learns some schema changes by restarting (a table created together with its
+keyspace, tables using a UDT created while it runs): after such DDL run
+`hack/stack down debezium && hack/stack up debezium`.
+"""
+
+from __future__ import annotations
+
+import os
+import urllib.error
+import urllib.request
+from pathlib import Path
+from string import Template
+
+from .cassandra import CQL_PORT, LOCAL_DC, cassandra_yaml
+from .core import CACHE, PORT_OFFSET, REPO, Component, StackError, ensure_debs, log, run
+from .kafka import PORT as KAFKA_PORT
+
+VERSION = "3.4.1.Final"
+BUNDLED_CASSANDRA = "5.0.2"  # cassandra-all inside the jar-with-dependencies
+ARTIFACT = "io.debezium:debezium-connector-cassandra-5"
+HTTP_PORT = 58000 + PORT_OFFSET
+TEMPLATES = REPO / "hack" / "debezium"
+DEFAULTS = {"TOPIC_PREFIX": "casscdc", "SNAPSHOT_MODE": "never", "SCHEMAS_ENABLE": "true"}
+
+# Logged once the driver has loaded the schema and the CDC tables are registered.
+READY_LINE = "Initialized SchemaHolder."
+# The driver could not read the schema at start: the agent will emit nothing for any table.
+BLIND_LINE = "proceeding without schema metadata"
+# A schema refresh failed while running: tables created from now on are not registered.
+REFRESH_FAILED_LINE = "Unexpected error while refreshing schema"
+
+# The JDK 17 options the connector's own build runs its Cassandra 5 tests with
+# (Cassandra's jvm17-clients.options plus java.io and java.nio).
+JVM17_OPTIONS = [
+    "--add-exports=java.base/jdk.internal.misc=ALL-UNNAMED",
+    "--add-exports=java.management.rmi/com.sun.jmx.remote.internal.rmi=ALL-UNNAMED",
+    "--add-exports=java.rmi/sun.rmi.registry=ALL-UNNAMED",
+    "--add-exports=java.rmi/sun.rmi.server=ALL-UNNAMED",
+    "--add-exports=java.sql/java.sql=ALL-UNNAMED",
+    "--add-exports=java.base/java.lang.ref=ALL-UNNAMED",
+    "--add-exports=jdk.unsupported/sun.misc=ALL-UNNAMED",
+    "--add-opens=java.base/java.lang.module=ALL-UNNAMED",
+    "--add-opens=java.base/jdk.internal.loader=ALL-UNNAMED",
+    "--add-opens=java.base/jdk.internal.ref=ALL-UNNAMED",
+    "--add-opens=java.base/jdk.internal.reflect=ALL-UNNAMED",
+    "--add-opens=java.base/jdk.internal.math=ALL-UNNAMED",
+    "--add-opens=java.base/jdk.internal.module=ALL-UNNAMED",
+    "--add-opens=java.base/jdk.internal.util.jar=ALL-UNNAMED",
+    "--add-opens=jdk.management/com.sun.management.internal=ALL-UNNAMED",
+    "--add-opens=java.base/sun.nio.ch=ALL-UNNAMED",
+    "--add-opens=java.base/java.io=ALL-UNNAMED",
+    "--add-opens=java.base/java.lang=ALL-UNNAMED",
+    "--add-opens=java.base/java.lang.reflect=ALL-UNNAMED",
+    "--add-opens=java.base/java.util=ALL-UNNAMED",
+    "--add-opens=java.base/java.nio=ALL-UNNAMED",
+    "-Dio.netty.tryReflectionSetAccessible=true",
+]
+
+
+class Debezium(Component):
+    name = "debezium"
+    requires = ("kafka", "cassandra")
+    start_timeout = 90.0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dir = CACHE / f"debezium-cassandra-5-{VERSION}"
+        self.jar = self.dir / f"debezium-connector-cassandra-5-{VERSION}-jar-with-dependencies.jar"
+        self.offsets = self.state_dir / "offsets"
+        self.relocation = self.state_dir / "relocation"
+        self.properties = self.state_dir / "config.properties"
+        self.driver_conf = self.state_dir / "application.conf"
+        self.logback = self.state_dir / "logback.xml"
+        # The properties file the running agent was started with (rendered or CDC_DEBEZIUM_CONFIG).
+        self.active = self.state_dir / "active-config"
+        override = os.environ.get("CDC_DEBEZIUM_CONFIG")
+        self.ports = (self._http_port(Path(override)) if override else HTTP_PORT,)
+
+    def install(self) -> None:
+        ensure_debs({"java": "openjdk-17-jre-headless", "mvn": "maven"})
+        if self.jar.exists():
+            return
+        tmp = self.dir.with_name(self.dir.name + ".partial")
+        run(
+            [
+                "mvn",
+                "-q",
+                "-B",
+                "dependency:copy",
+                f"-Dartifact={ARTIFACT}:{VERSION}:jar:jar-with-dependencies",
+                f"-DoutputDirectory={tmp}",
+            ]
+        )
+        tmp.rename(self.dir)
+
+    def version(self) -> str:
+        return (
+            f"Debezium Cassandra 5 connector {VERSION} (jar-with-dependencies, "
+            f"bundles cassandra-all {BUNDLED_CASSANDRA})"
+        )
+
+    def render(self) -> Path:
+        """Render application.conf and logback.xml; the properties file unless overridden."""
+        for sub in (self.offsets, self.relocation):
+            sub.mkdir(parents=True, exist_ok=True)
+        self.driver_conf.write_text(
+            Template((TEMPLATES / "application.conf.tmpl").read_text()).substitute(
+                CONTACT_POINT=f"127.0.0.1:{CQL_PORT}", LOCAL_DC=LOCAL_DC
+            )
+        )
+        self.logback.write_text((TEMPLATES / "logback.xml.tmpl").read_text())
+        override = os.environ.get("CDC_DEBEZIUM_CONFIG")
+        if override:
+            path = Path(override).resolve()
+            if not path.is_file():
+                raise StackError(f"CDC_DEBEZIUM_CONFIG={override}: no such file")
+            log(f"debezium: running {path} (CDC_DEBEZIUM_CONFIG) instead of the template")
+            return path
+        values = {
+            key: os.environ.get(f"CDC_DEBEZIUM_{key}", default) for key, default in DEFAULTS.items()
+        }
+        values |= {
+            "NODE_ID": "node1",
+            "CLUSTER_NAME": "cass-cdc-pg",
+            "CASSANDRA_YAML": str(cassandra_yaml()),
+            "DRIVER_CONFIG": str(self.driver_conf),
+            "HTTP_PORT": str(HTTP_PORT),
+            "RELOCATION_DIR": str(self.relocation),
+            "OFFSETS_DIR": str(self.offsets),
+            "KAFKA_BOOTSTRAP": f"127.0.0.1:{KAFKA_PORT}",
+        }
+        text = Template((TEMPLATES / "config.properties.tmpl").read_text()).substitute(values)
+        self.properties.write_text(text)
+        return self.properties
+
+    def start(self) -> None:
+        config = self.render()
+        self.active.write_text(f"{config}\n")
+        self.proc.start(
+            [
+                "java",
+                "-Xms256m",
+                "-Xmx512m",
+                "-XX:+UseG1GC",
+                "-XX:ParallelGCThreads=1",
+                "-XX:ConcGCThreads=1",
+                "-Djava.net.preferIPv4Stack=true",
+                *JVM17_OPTIONS,
+                f"-Dlogback.configurationFile=file://{self.logback}",
+                "-jar",
+                str(self.jar),
+                str(config),
+            ],
+            cwd=self.state_dir,
+        )
+
+    def up(self) -> str:
+        try:
+            return super().up()
+        except StackError:
+            self.proc.stop(self.stop_signal)
+            raise
+
+    def _active_config(self) -> Path:
+        try:
+            return Path(self.active.read_text().strip())
+        except OSError:
+            return self.properties
+
+    @staticmethod
+    def _http_port(config: Path) -> int:
+        try:
+            for line in config.read_text().splitlines():
+                key, sep, value = line.partition("=")
+                if sep and key.strip() == "http.port":
+                    return int(value.strip())
+        except (OSError, ValueError):
+            pass
+        return 8000  # the connector's default
+
+    def healthy(self) -> bool:
+        if not self.proc.alive():
+            return False
+        try:
+            text = self.proc.log_file.read_text(errors="replace")
+        except OSError:
+            return False
+        if BLIND_LINE in text:
+            raise StackError(
+                f"debezium: the agent started without schema metadata and would capture nothing "
+                f"(a vector<…> column anywhere in the cluster?); see {self.proc.log_file}"
+            )
+        if READY_LINE not in text or REFRESH_FAILED_LINE in text:
+            return False
+        port = self._http_port(self._active_config())
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as resp:
+                return resp.status == 200  # type: ignore[no-any-return]
+        except (OSError, urllib.error.URLError):
+            return False
+
+    def env(self) -> dict[str, str]:
+        text = ""
+        if self.proc.alive():
+            try:
+                text = self._active_config().read_text()
+            except OSError:
+                text = ""
+        props = {
+            k.strip(): v.strip()
+            for k, sep, v in (line.partition("=") for line in text.splitlines())
+            if sep and not k.lstrip().startswith("#")
+        }
+        prefix = os.environ.get("CDC_DEBEZIUM_TOPIC_PREFIX", DEFAULTS["TOPIC_PREFIX"])
+        return {
+            "DEBEZIUM_TOPIC_PREFIX": props.get("topic.prefix", prefix),
+            "DEBEZIUM_HTTP_PORT": props.get("http.port", str(self.ports[0])),
+        }
