@@ -61,3 +61,12 @@ demo: install ## the main job: the product end to end on the local stack
 
 bench-worker: install stack-up ## benchmark one worker draining Kafka into PostgreSQL (not in make test)
 	$(VENV)/bin/python bench/worker_bench.py
+
+.PHONY: bench-debezium
+bench-debezium: install ## Debezium agent latency, CQL write -> Kafka (not in make test)
+	hack/stack up kafka cassandra debezium
+	$(VENV)/bin/python bench/debezium_latency.py
+
+.PHONY: crds
+crds: install ## regenerate crds/ and the chart's CRDs and RBAC rules from the operator's models
+	$(VENV)/bin/cdc-operator crds

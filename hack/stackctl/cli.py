@@ -1,7 +1,9 @@
-"""`hack/stack up|down|status|env|logs`: one entry point for the local stack.
+"""`hack/stack up|down|restart|status|env|logs`: one entry point for the local stack.
 
 Components are started in dependency order and stopped in reverse; every
-command acts on all components unless some are named.
+command acts on all components unless some are named. `up X` also starts what X
+requires; `down X` stops X and whatever requires X, never X's dependencies (so
+`down debezium` leaves the shared Kafka running).
 """
 
 from __future__ import annotations
@@ -42,10 +44,33 @@ def _ordered(names: list[str]) -> list[Component]:
     return [COMPONENTS[n]() for n in out]
 
 
+def _with_dependents(names: list[str]) -> list[Component]:
+    """The named components and everything that requires them, dependents first."""
+    chosen = set(names)
+    changed = True
+    while changed:
+        changed = False
+        for n, cls in COMPONENTS.items():
+            if n not in chosen and chosen.intersection(cls.requires):
+                chosen.add(n)
+                changed = True
+    order = [c.name for c in _ordered(list(COMPONENTS))]
+    return [COMPONENTS[n]() for n in reversed(order) if n in chosen]
+
+
+def _down(names: list[str]) -> None:
+    unknown = [n for n in names if n not in COMPONENTS]
+    if unknown:
+        raise StackError(f"unknown component(s) {unknown}; known: {', '.join(COMPONENTS)}")
+    for c in _with_dependents(names):
+        if c.down():
+            log(f"{c.name}: stopped")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="hack/stack", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
-    for cmd in ("up", "down", "status"):
+    for cmd in ("up", "down", "restart", "status"):
         sub.add_parser(cmd).add_argument("components", nargs="*")
     sub.add_parser("env")
     sub.add_parser("versions")
@@ -56,9 +81,12 @@ def main(argv: list[str] | None = None) -> int:
             for c in _ordered(args.components or list(DEFAULT_UP)):
                 log(f"{c.name}: {c.up()}")
         elif args.cmd == "down":
-            for c in reversed(_ordered(args.components or list(COMPONENTS))):
-                if c.down():
-                    log(f"{c.name}: stopped")
+            # Stops the named components and what depends on them, never their dependencies.
+            _down(args.components or list(COMPONENTS))
+        elif args.cmd == "restart":
+            _down(args.components)
+            for c in _ordered(args.components):
+                log(f"{c.name}: {c.up()}")
         elif args.cmd == "status":
             for c in _ordered(args.components or list(COMPONENTS)):
                 pid = c.proc.pid()

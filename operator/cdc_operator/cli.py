@@ -23,15 +23,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-level", default="INFO")
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("run", help="run the operator (the default)")
+    sub.add_parser(
+        "cleanup", help="delete all pipelines and tables (the chart's pre-delete hook) and wait"
+    )
     crds = sub.add_parser("crds", help="write crds/*.yaml from the pydantic models")
     crds.add_argument("--out", type=Path, default=Path("crds"))
+    crds.add_argument("--chart-files", type=Path, default=Path("charts/cass-cdc-pg/files"))
     args = parser.parse_args(argv)
     if args.command == "crds":
         from cdc_operator.crdgen import write
 
-        for path in write(args.out):
+        for path in write(args.out, args.chart_files):
             print(path)
         return 0
+    if args.command == "cleanup":
+        from cdc_operator.cleanup import cleanup
+
+        return cleanup(args.namespace)
     from cdc_operator.main import run
 
     return run(namespaces=args.namespace, log_level=args.log_level)

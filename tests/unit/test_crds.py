@@ -7,9 +7,10 @@ from typing import Any
 
 import yaml
 
-from cdc_operator.crdgen import crds, render
+from cdc_operator.crdgen import crds, render, render_chart_files
 
 CRDS = Path(__file__).resolve().parents[2] / "crds"
+CHART_FILES = Path(__file__).resolve().parents[2] / "charts" / "cass-cdc-pg" / "files"
 
 
 def test_committed_crds_match_the_models() -> None:
@@ -17,6 +18,10 @@ def test_committed_crds_match_the_models() -> None:
         path = CRDS / name
         assert path.exists(), f"{path} missing: run `cdc-operator crds`"
         assert path.read_text() == text, f"{path} drifted from the models: run `cdc-operator crds`"
+    for name, text in render_chart_files().items():
+        path = CHART_FILES / name
+        assert path.exists(), f"{path} missing: run `cdc-operator crds`"
+        assert path.read_text() == text, f"{path} drifted: run `cdc-operator crds`"
 
 
 def _walk(node: Any, path: str = "") -> list[str]:
