@@ -7,8 +7,10 @@ import logging
 import os
 
 import kopf
+from prometheus_client import start_http_server
 
 from cdc_operator import handlers as _handlers  # noqa: F401 - registers the handlers
+from cdc_operator.metrics import REGISTRY
 
 
 def run(namespaces: list[str], log_level: str = "INFO") -> int:
@@ -18,6 +20,9 @@ def run(namespaces: list[str], log_level: str = "INFO") -> int:
         '"message":%(message)r}',
     )
     liveness = os.environ.get("CDC_OPERATOR_LIVENESS", "http://0.0.0.0:8080/healthz")
+    metrics_port = int(os.environ.get("CDC_OPERATOR_METRICS_PORT", "9090"))
+    if metrics_port:
+        start_http_server(metrics_port, registry=REGISTRY)
     asyncio.run(
         kopf.operator(
             clusterwide=not namespaces,

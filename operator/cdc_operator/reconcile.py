@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from cdc_operator import metrics as M
 from cdc_operator.appliers import credentials, redis_status, topics
 from cdc_operator.appliers.cassandra import CassandraError, enable_cdc_and_read_schemas
 from cdc_operator.appliers.kube import Kube
@@ -90,8 +91,19 @@ async def reconcile(kube: Kube, namespace: str, name: str, *, force_secrets: boo
         if body is None or body["metadata"].get("deletionTimestamp"):
             return
         gen = body["metadata"].get("generation")
-        status = await _reconcile(kube, body, namespace, name, gen, st, force_secrets)
+        started = time.monotonic()
+        try:
+            status = await _reconcile(kube, body, namespace, name, gen, st, force_secrets)
+        except Exception:
+            M.RECONCILES.labels(namespace, name, "error").inc()
+            raise
         await asyncio.to_thread(kube.patch_status, API, "CdcPipeline", name, namespace, status)
+        M.RECONCILES.labels(namespace, name, "ok").inc()
+        M.RECONCILE_SECONDS.labels(namespace).observe(time.monotonic() - started)
+        for c in status["conditions"]:
+            M.CONDITION.labels(namespace, name, c["type"]).set(1 if c["status"] == "True" else 0)
+        if status["lag"]["events"] is not None:
+            M.PIPELINE_LAG.labels(namespace, name).set(status["lag"]["events"])
 
 
 async def _reconcile(
@@ -134,6 +146,7 @@ async def _reconcile(
                 )
                 st.secret_keys = sorted((existing.get("data") or {}).keys())
             kept = "; keeping the last Secret" if existing else "; no Secret yet"
+            M.SECRET_REFRESH_FAILURES.labels(ns, name, e.reason).inc()
             conds = set_condition(conds, "SecretsReady", False, e.reason, str(e) + kept, gen)
     redis_password = (creds or {}).get("REDIS_PASSWORD")
 

@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -103,13 +104,15 @@ class Operator:
             "current-context": "sa",
         }))  # fmt: skip
         self.ns = ns
+        self.metrics_port = free_port()
         self.log = tmp / "operator.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Operator:
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig),
                "CDC_OPERATOR_STATUS_INTERVAL": "2",
-               "CDC_OPERATOR_LIVENESS": f"http://127.0.0.1:{free_port()}/healthz"}  # fmt: skip
+               "CDC_OPERATOR_LIVENESS": f"http://127.0.0.1:{free_port()}/healthz",
+               "CDC_OPERATOR_METRICS_PORT": str(self.metrics_port)}  # fmt: skip
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "cdc_operator.cli", "--namespace", self.ns],
             stdout=open(self.log, "ab"), stderr=subprocess.STDOUT, env=env,  # noqa: SIM115
@@ -243,6 +246,12 @@ def test_pipeline_lifecycle(cluster: Cluster, ns: str, env: dict[str, str], tmp_
         out = cluster.run("get", "tr", "-n", ns).stdout.split("\n")
         assert out[0].split()[:6] == ["NAME", "PIPELINE", "SOURCE", "TARGET", "READY", "LAG"]
         assert out[1].split()[:5] == ["orders", "shop", "sales.orders", "op.orders", "False"]
+
+        # The operator's own metrics mirror the conditions.
+        with urllib.request.urlopen(f"http://127.0.0.1:{op.metrics_port}/metrics") as r:
+            text = r.read().decode()
+        assert (f'cdc_operator_pipeline_condition{{condition="TopicsReady",namespace="{ns}",'
+                f'pipeline="shop"}} 1.0') in text  # fmt: skip
 
         # Rotating the secret in OpenBao updates the Secret and rolls the workers.
         dep = cluster.get("deployment", "shop-worker", ns)

@@ -1,0 +1,123 @@
+"""The Helm chart: lint, values schema, and snapshots of the objects that matter.
+
+Snapshots live in tests/snapshots/chart/; after an intended change, regenerate them with
+`UPDATE_SNAPSHOTS=1 make test` and review the diff.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts" / "cass-cdc-pg"
+SNAPSHOTS = ROOT / "tests" / "snapshots" / "chart"
+
+
+@pytest.fixture(scope="module")
+def helm(stack: Callable[..., dict[str, str]]) -> Callable[..., subprocess.CompletedProcess[str]]:
+    env = stack("k8s")
+    binary = next(Path(d) / "helm" for d in env["PATH"].split(":") if (Path(d) / "helm").exists())
+
+    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(binary), *args], capture_output=True, text=True, check=check,
+            env={**os.environ, "KUBECONFIG": env["KUBECONFIG"]}, timeout=300,
+        )  # fmt: skip
+
+    return run
+
+
+def render(helm: Any, *sets: str) -> list[dict[str, Any]]:
+    args = ["template", "rel", str(CHART), "-n", "cdc-system"]
+    for s in sets:
+        args += ["--set", s]
+    return [d for d in yaml.safe_load_all(helm(*args).stdout) if d]
+
+
+def test_lint(helm: Any) -> None:
+    out = helm("lint", str(CHART), "--strict")
+    assert "0 chart(s) failed" in out.stdout
+
+
+def test_values_schema_rejects_bad_values(helm: Any) -> None:
+    res = helm("template", "rel", str(CHART), "--set", "watchNamespaces[0]=Bad_NS", check=False)
+    assert res.returncode != 0
+    assert "watchNamespaces" in res.stderr
+    res = helm("template", "rel", str(CHART), "--set", "image.pullPolicy=Sometimes", check=False)
+    assert res.returncode != 0
+    assert "pullPolicy" in res.stderr
+
+
+def _pick(docs: list[dict[str, Any]], kind: str, name: str | None = None) -> list[Any]:
+    return [
+        d for d in docs if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("case", "sets"),
+    [
+        ("cluster-wide", []),
+        ("namespaced", ["watchNamespaces[0]=team-a", "watchNamespaces[1]=team-b"]),
+    ],
+)
+def test_snapshots(helm: Any, case: str, sets: list[str]) -> None:
+    docs = render(helm, *sets)
+    kinds = ("Deployment", "Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding", "Job")
+    important = [d for d in docs if d["kind"] in kinds]
+    text = yaml.safe_dump_all(important, sort_keys=True)
+    path = SNAPSHOTS / f"{case}.yaml"
+    if os.environ.get("UPDATE_SNAPSHOTS"):
+        path.write_text(text)
+    assert path.read_text() == text, f"{path} differs: review, then UPDATE_SNAPSHOTS=1"
+
+
+def test_security_and_crd_policy(helm: Any) -> None:
+    docs = render(helm)
+    dep = _pick(docs, "Deployment")[0]
+    assert dep["spec"]["replicas"] == 1
+    assert dep["spec"]["strategy"]["type"] == "Recreate"
+    c = dep["spec"]["template"]["spec"]["containers"][0]
+    sc = c["securityContext"]
+    assert sc["readOnlyRootFilesystem"] is True
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert dep["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
+    assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    crds = _pick(docs, "CustomResourceDefinition")
+    assert sorted(d["metadata"]["name"] for d in crds) == [
+        "cdcpipelines.casscdc.io",
+        "tablereplications.casscdc.io",
+    ]
+    assert all(d["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep" for d in crds)
+    assert _pick(render(helm, "crds.create=false"), "CustomResourceDefinition") == []
+    assert _pick(docs, "ServiceMonitor") == []
+    assert _pick(docs, "PrometheusRule") == []
+    rule = _pick(render(helm, "prometheusRule.enabled=true"), "PrometheusRule")[0]
+    assert {r["alert"] for g in rule["spec"]["groups"] for r in g["rules"]} >= {
+        "CdcReplicationLagHigh",
+        "CdcDeadLettersGrowing",
+        "CdcSecretRefreshFailing",
+        "CdcConnectorOffline",
+        "CdcWorkersNoHeartbeat",
+    }
+    hook = _pick(docs, "Job")[0]
+    assert hook["metadata"]["annotations"]["helm.sh/hook"] == "pre-delete"
+
+
+def test_namespaced_mode_uses_roles_only_for_writes(helm: Any) -> None:
+    docs = render(helm, "watchNamespaces[0]=team-a")
+    roles = _pick(docs, "Role")
+    assert [r["metadata"]["namespace"] for r in roles] == ["team-a"]
+    writers = [r for r in _pick(docs, "ClusterRole")
+               if any("create" in rule["verbs"] for rule in r["rules"])]  # fmt: skip
+    assert writers == []
