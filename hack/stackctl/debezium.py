@@ -234,4 +234,9 @@ class Debezium(Component):
         return {
             "DEBEZIUM_TOPIC_PREFIX": props.get("topic.prefix", prefix),
             "DEBEZIUM_HTTP_PORT": props.get("http.port", str(self.ports[0])),
+            # Node-local paths an operator-rendered config must use to run as this node's agent
+            # (spec.debezium.config of a CdcPipeline; see docs/local-stack.md).
+            "DEBEZIUM_CASSANDRA_YAML": str(cassandra_yaml()),
+            "DEBEZIUM_DRIVER_CONFIG": str(self.driver_conf),
+            "DEBEZIUM_STATE_DIR": str(self.state_dir),
         }

@@ -8,7 +8,7 @@ from typing import Any
 from cdc_operator.builders.names import group_id, topic
 from cdc_operator.models import CdcPipelineSpec, TableReplicationSpec
 
-HTTP_PORT = 8080
+HTTP_PORT = 8081  # not 8080: on the local node (host network) the operator Pod uses 8080
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,471 @@
+"""`make demo`: the whole product end to end on the local stack, then Cassandra vs PostgreSQL.
+
+1. starts the stack (PostgreSQL, Redis, OpenBao, Kafka, Cassandra, Kubernetes and its local
+   node) and builds the image;
+2. installs the chart: the operator runs as a Pod on the local node;
+3. creates a keyspace with rows in it, stores the PostgreSQL credentials in OpenBao, and
+   applies examples/shop-pipeline.yaml (a CdcPipeline and two TableReplications);
+4. runs this node's Debezium agent from the configuration the operator rendered;
+5. writes a stream of inserts, updates, deletes, a partition delete and a schema change;
+6. prints `kubectl get cdcpipelines,tablereplications` and a side-by-side count/checksum of
+   Cassandra and PostgreSQL; exits non-zero if they differ.
+The stack is left running; the end of the output says how to look around and how to stop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import random
+import shlex
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from string import Template
+from typing import Any
+
+import hvac
+import psycopg
+from cassandra.cluster import Cluster, Session
+
+REPO = Path(__file__).resolve().parents[2]
+STACK = REPO / "hack" / "stack"
+NAMESPACE = "cdc-demo"
+RELEASE = "cass-cdc-pg"
+COMPONENTS = ["postgres", "redis", "vault", "kafka", "cassandra", "k8s", "node"]
+COLUMNS = {
+    "customers": ["id", "name", "email", "tier", "loyalty_points"],
+    "orders": ["customer_id", "order_id", "status", "total", "items", "placed_at"],
+}
+
+
+def say(msg: str) -> None:
+    print(f"==> {msg}", flush=True)
+
+
+def sh(*cmd: str, env: dict[str, str] | None = None, check: bool = True) -> str:
+    res = subprocess.run(list(cmd), capture_output=True, text=True, env=env, check=False)
+    if check and res.returncode != 0:
+        raise SystemExit(f"failed: {shlex.join(cmd)}\n{res.stdout}{res.stderr}")
+    return res.stdout
+
+
+def stack_env() -> dict[str, str]:
+    env: dict[str, str] = {}
+    for line in sh(str(STACK), "env").splitlines():
+        key, _, value = line.removeprefix("export ").partition("=")
+        env[key] = shlex.split(value)[0] if value else ""
+    env["PATH"] = env["PATH"].replace("$PATH", os.environ["PATH"])
+    return env
+
+
+class Kube:
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = {**os.environ, "KUBECONFIG": env["KUBECONFIG"], "PATH": env["PATH"]}
+
+    def __call__(self, *args: str, stdin: str | None = None, check: bool = True) -> str:
+        res = subprocess.run(
+            ["kubectl", *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            env=self.env,
+            check=False,
+        )
+        if check and res.returncode != 0:
+            raise SystemExit(f"kubectl {' '.join(args)} failed:\n{res.stderr}")
+        return res.stdout
+
+    def helm(self, *args: str) -> str:
+        return sh("helm", *args, env=self.env)
+
+    def cond(self, kind: str, name: str, type_: str) -> dict[str, Any]:
+        out = self("get", kind, name, "-n", NAMESPACE, "-o", "json", check=False)
+        if not out:
+            return {}
+        for c in (json.loads(out).get("status") or {}).get("conditions") or []:
+            if c["type"] == type_:
+                return c  # type: ignore[no-any-return]
+        return {}
+
+
+def wait(check: Any, timeout: float, what: str, interval: float = 1.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(interval)
+    raise SystemExit(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def build_image() -> str:
+    say("building the image (make image; cached layers are reused)")
+    subprocess.run(["make", "-s", "image"], cwd=REPO, check=True)
+    tag = sh("make", "-s", "--no-print-directory", "print-image", env=os.environ).strip()
+    return tag or "localhost/cass-cdc-pg:dev"
+
+
+def install_chart(kube: Kube, image: str) -> None:
+    repo, _, tag = image.rpartition(":")
+    say(f"installing the chart ({image}) into namespace cdc-system")
+    kube.helm(
+        "upgrade",
+        "--install",
+        RELEASE,
+        str(REPO / "charts" / "cass-cdc-pg"),
+        "-n",
+        "cdc-system",
+        "--create-namespace",
+        "--wait",
+        "--timeout",
+        "5m",
+        "--set",
+        f"image.repository={repo}",
+        "--set",
+        f"image.tag={tag}",
+        "--set",
+        "image.pullPolicy=Never",
+        "--set",
+        f"watchNamespaces[0]={NAMESPACE}",
+        "--set",
+        "statusIntervalSeconds=3",
+    )
+
+
+def cassandra(env: dict[str, str]) -> tuple[Cluster, Session]:
+    host, _, port = env["CASSANDRA_CONTACT_POINTS"].rpartition(":")
+    cluster = Cluster([host], port=int(port), protocol_version=5)
+    return cluster, cluster.connect()
+
+
+def create_keyspace(session: Session, ks: str, customers: int, rng: random.Random) -> None:
+    say(f"creating keyspace {ks} with {customers} customers and their orders (before the pipeline)")
+    session.execute(
+        f"CREATE KEYSPACE {ks} WITH replication = "
+        "{'class': 'SimpleStrategy', 'replication_factor': 1}"
+    )
+    session.execute(
+        f"CREATE TABLE {ks}.customers (id uuid PRIMARY KEY, name text, email text, tier int)"
+    )
+    session.execute(
+        f"CREATE TABLE {ks}.orders (customer_id uuid, order_id timeuuid, status text, "
+        "total decimal, items frozen<list<text>>, placed_at timestamp, "
+        "PRIMARY KEY (customer_id, order_id)) WITH CLUSTERING ORDER BY (order_id DESC)"
+    )
+    for _ in range(customers):
+        cid = uuid.uuid4()
+        session.execute(
+            f"INSERT INTO {ks}.customers (id, name, email, tier) VALUES (%s, %s, %s, %s)",
+            (
+                cid,
+                f"customer {rng.randrange(10**6)}",
+                f"c{rng.randrange(10**6)}@shop.test",
+                rng.randrange(3),
+            ),
+        )
+        for _ in range(rng.randrange(3)):
+            _insert_order(session, ks, cid, rng)
+
+
+def _insert_order(session: Session, ks: str, cid: uuid.UUID, rng: random.Random) -> None:
+    session.execute(
+        f"INSERT INTO {ks}.orders (customer_id, order_id, status, total, items, placed_at) "
+        "VALUES (%s, now(), %s, %s, %s, toTimestamp(now()))",
+        (
+            cid,
+            "new",
+            Decimal(rng.randrange(100, 100_000)) / 100,
+            [f"sku-{rng.randrange(1000)}" for _ in range(rng.randrange(1, 4))],
+        ),
+    )
+
+
+def stream(session: Session, ks: str, events: int, rng: random.Random) -> dict[str, int]:
+    say(f"writing {events} changes into Cassandra (inserts, updates, deletes, a schema change)")
+    counts: dict[str, int] = {}
+    customers = [r.id for r in session.execute(f"SELECT id FROM {ks}.customers")]
+    evolved = False
+    for i in range(events):
+        roll = rng.random()
+        cid = rng.choice(customers) if customers else uuid.uuid4()
+        if not evolved and i >= events // 2:
+            session.execute(f"ALTER TABLE {ks}.customers ADD loyalty_points int")
+            evolved = True
+            kind = "alter table add column"
+        elif roll < 0.45:
+            _insert_order(session, ks, cid, rng)
+            kind = "insert order"
+        elif roll < 0.65:
+            rows = list(
+                session.execute(
+                    f"SELECT order_id FROM {ks}.orders WHERE customer_id = %s LIMIT 3", (cid,)
+                )
+            )
+            if not rows:
+                continue
+            session.execute(
+                f"UPDATE {ks}.orders SET status = %s WHERE customer_id = %s AND order_id = %s",
+                (rng.choice(["paid", "shipped", "returned"]), cid, rows[0].order_id),
+            )
+            kind = "update order status"
+        elif roll < 0.80:
+            if evolved and rng.random() < 0.5:
+                session.execute(
+                    f"UPDATE {ks}.customers SET loyalty_points = %s WHERE id = %s",
+                    (rng.randrange(1000), cid),
+                )
+            else:
+                session.execute(
+                    f"UPDATE {ks}.customers SET tier = %s, email = %s WHERE id = %s",
+                    (rng.randrange(3), f"new{rng.randrange(10**6)}@shop.test", cid),
+                )
+            kind = "update customer"
+        elif roll < 0.88:
+            rows = list(
+                session.execute(
+                    f"SELECT order_id FROM {ks}.orders WHERE customer_id = %s LIMIT 1", (cid,)
+                )
+            )
+            if not rows:
+                continue
+            session.execute(
+                f"DELETE FROM {ks}.orders WHERE customer_id = %s AND order_id = %s",
+                (cid, rows[0].order_id),
+            )
+            kind = "delete order"
+        elif roll < 0.90:
+            session.execute(f"DELETE FROM {ks}.orders WHERE customer_id = %s", (cid,))
+            kind = "delete all orders of a customer (partition)"
+        elif roll < 0.93:
+            session.execute(f"UPDATE {ks}.customers SET email = null WHERE id = %s", (cid,))
+            kind = "clear a column"
+        else:
+            new = uuid.uuid4()
+            session.execute(
+                f"INSERT INTO {ks}.customers (id, name, tier) VALUES (%s, %s, %s)",
+                (new, f"customer {rng.randrange(10**6)}", 0),
+            )
+            customers.append(new)
+            kind = "insert customer"
+        counts[kind] = counts.get(kind, 0) + 1
+        if events >= 10 and (i + 1) % max(1, events // 10) == 0:
+            say(f"  {i + 1}/{events} changes written")
+    return counts
+
+
+def _canon(v: Any) -> Any:
+    if v is None:
+        return None
+    if isinstance(v, datetime):
+        if v.tzinfo is None:
+            v = v.replace(tzinfo=UTC)
+        return int(v.timestamp() * 1000)
+    if isinstance(v, Decimal):
+        return str(v.normalize())
+    if isinstance(v, uuid.UUID):
+        return str(v)
+    if isinstance(v, list | tuple):
+        return [_canon(x) for x in v]
+    return v
+
+
+def snapshot_cassandra(session: Session, ks: str) -> dict[str, list[Any]]:
+    out = {}
+    for table, cols in COLUMNS.items():
+        have = {
+            r.column_name
+            for r in session.execute(
+                "SELECT column_name FROM system_schema.columns "
+                "WHERE keyspace_name=%s AND table_name=%s",
+                (ks, table),
+            )
+        }
+        sel = [c for c in cols if c in have]
+        rows = session.execute(f"SELECT {', '.join(sel)} FROM {ks}.{table}")
+        out[table] = sorted(
+            json.dumps([_canon(getattr(r, c)) if c in sel else None for c in cols]) for r in rows
+        )
+    return out
+
+
+def snapshot_postgres(dsn: str, schema: str) -> dict[str, list[Any]]:
+    out = {}
+    with psycopg.connect(dsn, autocommit=True) as pg:
+        for table, cols in COLUMNS.items():
+            have = {
+                r[0]
+                for r in pg.execute(
+                    "SELECT column_name FROM information_schema.columns WHERE table_schema=%s "
+                    "AND table_name=%s",
+                    (schema, table),
+                )
+            }
+            if not have:
+                out[table] = []
+                continue
+            sel = ", ".join(c if c in have else "NULL" for c in cols)
+            rows = pg.execute(f'SELECT {sel} FROM "{schema}"."{table}"').fetchall()
+            out[table] = sorted(json.dumps([_canon(v) for v in r]) for r in rows)
+    return out
+
+
+def digest(rows: list[Any]) -> str:
+    return hashlib.sha256("\n".join(rows).encode()).hexdigest()[:16]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--events", type=int, default=3000, help="changes to write into Cassandra")
+    ap.add_argument("--customers", type=int, default=200, help="rows before the pipeline")
+    ap.add_argument("--seed", type=int, default=None)
+    ap.add_argument("--summary", type=Path, default=REPO / ".stack" / "demo" / "last-run.json")
+    args = ap.parse_args(argv)
+    started = time.monotonic()
+    rng = random.Random(args.seed)
+    run_id = datetime.now(UTC).strftime("%m%d%H%M%S")
+    say("starting the local stack: " + " ".join(COMPONENTS))
+    subprocess.run([str(STACK), "up", *COMPONENTS], check=True)
+    env = stack_env()
+    kube = Kube(env)
+    image = build_image()
+    install_chart(kube, image)
+
+    ks, schema, prefix = f"shop_{run_id}", f"demo_{run_id}", f"demo{run_id}"
+    cluster, session = cassandra(env)
+    create_keyspace(session, ks, args.customers, rng)
+    pg_dsn = env["PG_DSN"]
+    hvac.Client(
+        url=env["VAULT_ADDR"], token=env["VAULT_TOKEN"]
+    ).secrets.kv.v2.create_or_update_secret(
+        path="cdc-demo/postgres",
+        secret={"username": "cdc", "password": "cdc"},
+        mount_point="secret",
+    )
+    kube("create", "namespace", NAMESPACE, check=False)
+    kube(
+        "delete",
+        "cdcpipelines,tablereplications",
+        "--all",
+        "-n",
+        NAMESPACE,
+        "--wait=true",
+        check=False,
+    )
+    kube(
+        "create",
+        "secret",
+        "generic",
+        "vault-token",
+        "-n",
+        NAMESPACE,
+        f"--from-literal=token={env['VAULT_TOKEN']}",
+        check=False,
+    )
+    state = Path(env["DEBEZIUM_STATE_DIR"]) / "runs" / run_id
+    values = {
+        **env,
+        "NAMESPACE": NAMESPACE,
+        "KEYSPACE": ks,
+        "PG_SCHEMA": schema,
+        "TOPIC_PREFIX": prefix,
+        "IMAGE": image,
+        "PG_PORT": pg_dsn.rsplit(":", 1)[1].split("/")[0],
+        "DEBEZIUM_OFFSETS_DIR": str(state / "offsets"),
+        "DEBEZIUM_RELOCATION_DIR": str(state / "relocation"),
+        "DEBEZIUM_HTTP_PORT": env.get("DEBEZIUM_HTTP_PORT", "58000"),
+    }
+    manifest = Template((REPO / "examples" / "shop-pipeline.yaml").read_text()).substitute(values)
+    say("applying examples/shop-pipeline.yaml (credentials come from OpenBao)")
+    kube("apply", "-f", "-", stdin=manifest)
+    wait(
+        lambda: kube.cond("cdcp", "shop", "CassandraReady").get("status") == "True",
+        120,
+        "cdc = true on the tables (CassandraReady)",
+    )
+    wait(
+        lambda: kube.cond("cdcp", "shop", "ConnectorConfigured").get("status") == "True",
+        60,
+        "the rendered connector configuration",
+    )
+    cm = json.loads(kube("get", "configmap", "shop-debezium", "-n", NAMESPACE, "-o", "json"))
+    rendered = state / "agent.properties"
+    state.mkdir(parents=True, exist_ok=True)
+    rendered.write_text(next(iter(cm["data"].values())))
+    say(f"running this node's Debezium agent from the operator-rendered {rendered.name}")
+    subprocess.run(
+        [str(STACK), "restart", "debezium"],
+        check=True,
+        env={**os.environ, "CDC_DEBEZIUM_CONFIG": str(rendered)},
+    )
+    wait(
+        lambda: kube.cond("cdcp", "shop", "Ready").get("status") == "True",
+        300,
+        "the pipeline to be Ready (workers running on the local node)",
+        2,
+    )
+    counts = stream(session, ks, args.events, rng)
+
+    say("waiting for PostgreSQL to equal Cassandra")
+    deadline = time.monotonic() + 180
+    while True:
+        cass, pg = snapshot_cassandra(session, ks), snapshot_postgres(pg_dsn, schema)
+        equal = cass == pg
+        if equal or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    cluster.shutdown()
+
+    print()
+    print(kube("get", "cdcpipelines,tablereplications", "-n", NAMESPACE))
+    print(
+        f"{'table':<12}{'cassandra rows':>16}{'postgres rows':>15}  "
+        f"{'cassandra sum':<18}{'postgres sum':<18}"
+    )
+    for table in COLUMNS:
+        print(
+            f"{table:<12}{len(cass[table]):>16}{len(pg[table]):>15}  {digest(cass[table]):<18}"
+            f"{digest(pg[table]):<18}{'equal' if cass[table] == pg[table] else 'DIFFERENT'}"
+        )
+    summary = {
+        "equal": equal,
+        "keyspace": ks,
+        "schema": schema,
+        "events": counts,
+        "tables": {
+            t: {
+                "cassandra": len(cass[t]),
+                "postgres": len(pg[t]),
+                "cassandra_sum": digest(cass[t]),
+                "postgres_sum": digest(pg[t]),
+            }
+            for t in COLUMNS
+        },
+        "seconds": round(time.monotonic() - started, 1),
+    }
+    args.summary.parent.mkdir(parents=True, exist_ok=True)
+    args.summary.write_text(json.dumps(summary, indent=2) + "\n")
+    print()
+    print(
+        "Cassandra and PostgreSQL are",
+        "EQUAL" if equal else "DIFFERENT",
+        f"({summary['seconds']}s)",
+    )
+    print(f"""
+Look around (eval "$(hack/stack env)" first):
+  kubectl get cdcp,tr -n {NAMESPACE}; kubectl describe cdcp shop -n {NAMESPACE}
+  kubectl logs -n {NAMESPACE} deploy/shop-worker
+  kubectl logs -n cdc-system deploy/{RELEASE}-operator
+  psql "$PG_DSN" -c 'select * from {schema}.orders limit 5'
+  curl -s localhost:8081/metrics | grep cdc_worker_events_applied     # the worker's metrics
+Stop everything: hack/stack down""")
+    return 0 if equal else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
