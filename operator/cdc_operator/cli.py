@@ -29,11 +29,12 @@ def main(argv: list[str] | None = None) -> int:
     crds = sub.add_parser("crds", help="write crds/*.yaml from the pydantic models")
     crds.add_argument("--out", type=Path, default=Path("crds"))
     crds.add_argument("--chart-files", type=Path, default=Path("charts/cass-cdc-pg/files"))
+    crds.add_argument("--reference", type=Path, default=Path("docs/crd-reference.md"))
     args = parser.parse_args(argv)
     if args.command == "crds":
         from cdc_operator.crdgen import write
 
-        for path in write(args.out, args.chart_files):
+        for path in write(args.out, args.chart_files, args.reference):
             print(path)
         return 0
     if args.command == "cleanup":

@@ -172,9 +172,15 @@ def render_chart_files() -> dict[str, str]:
     return out
 
 
-def write(directory: Path, chart_files: Path | None = None) -> list[Path]:
+def write(
+    directory: Path, chart_files: Path | None = None, reference: Path | None = None
+) -> list[Path]:
     out = []
     targets = [(directory, render())]
+    if reference is not None:
+        from cdc_operator.crddocs import render as render_docs
+
+        targets.append((reference.parent, {reference.name: render_docs()}))
     if chart_files is not None:
         targets.append((chart_files, render_chart_files()))
     for base, files in targets:
