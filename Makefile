@@ -12,7 +12,8 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 
 PYTEST_ARGS ?=
-STACK_COMPONENTS ?= postgres redis vault kafka
+# Everything the suite uses, started (and on a fresh machine built) before pytest runs.
+STACK_COMPONENTS ?= postgres redis vault kafka cassandra k8s
 
 .PHONY: help install lint fmt test test-unit stack-up stack-down stack-status demo bench-worker
 
