@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import subprocess
 import time
 import urllib.request
 import uuid
@@ -28,6 +29,7 @@ from tests.support.worker_proc import (
 )
 
 pytestmark = pytest.mark.integration
+REPO = Path(__file__).resolve().parents[2]
 
 PT_SCHEMA = {
     "partitionKey": ["p"],
@@ -229,3 +231,66 @@ def _offsets(pg: psycopg.Connection[Any], name: str) -> int:
         )
     except psycopg.errors.UndefinedTable:
         return 0
+
+
+def test_outages_are_retried_not_dead_lettered_and_redis_is_optional(
+    env: dict[str, str], pg: psycopg.Connection[Any], tmp_path: Path
+) -> None:
+    """PostgreSQL stops mid-stream: the worker backs off, is not ready, and catches up after.
+
+    Redis points at a port where nothing listens and an OTLP collector receives the spans.
+    """
+    import http.server
+    import threading
+
+    spans: list[str] = []
+
+    class Collector(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            spans.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            return
+
+    collector = http.server.HTTPServer(("127.0.0.1", 0), Collector)
+    threading.Thread(target=collector.serve_forever, daemon=True).start()
+    name = f"o{uuid.uuid4().hex[:8]}"
+    topic = f"{name}.ks.t"
+    bootstrap = env["KAFKA_BOOTSTRAP_SERVERS"]
+    create_topics(bootstrap, topic, f"{name}.dlq", partitions=2)
+    cfg = worker_config(
+        env, name, [pt_table(topic)],
+        redis={"url": f"redis://127.0.0.1:{free_port()}/0"},
+        otlpEndpoint=f"http://127.0.0.1:{collector.server_address[1]}",
+    )  # fmt: skip
+    w = WorkerProcess(tmp_path, cfg, {"POSTGRES_PASSWORD": "cdc"}).start()
+    stack_cmd = [str(REPO / "hack" / "stack")]
+    try:
+        first = [(b"a", to_event(Write(i, 1, i, {"a": i}, True), False)) for i in range(1, 51)]
+        produce(bootstrap, topic, first)
+        wait_for(lambda: _offsets(pg, name) == 50, 60, "the first 50 events")
+        pg.close()
+        subprocess.run([*stack_cmd, "down", "postgres"], check=True, capture_output=True)
+        try:
+            second = [(b"b", to_event(Write(100 + i, 2, i, {"a": i}, True), False))
+                      for i in range(50)]  # fmt: skip
+            produce(bootstrap, topic, second)
+            wait_for(lambda: _http(cfg["httpPort"], "/readyz")[0] == 503, 30, "readyz to fail")
+            assert "unavailable" in _http(cfg["httpPort"], "/readyz")[1]
+            assert _http(cfg["httpPort"], "/healthz")[0] == 200
+        finally:
+            subprocess.run([*stack_cmd, "up", "postgres"], check=True, capture_output=True)
+        with psycopg.connect(env["PG_DSN"], autocommit=True) as pg2:
+            wait_for(lambda: _offsets(pg2, name) == 100, 90, "catching up after the outage")
+            assert pg2.execute(f"SELECT count(*) FROM {name}.t").fetchone() == (100,)
+        wait_for(lambda: _http(cfg["httpPort"], "/readyz")[0] == 200, 30, "ready again")
+        assert consume_all(bootstrap, f"{name}.dlq", 1, timeout=5) == []
+        _, metrics = _http(cfg["httpPort"], "/metrics")
+        assert 'cdc_worker_errors_total{kind="transient"' in metrics
+        wait_for(lambda: "/v1/traces" in spans, 30, "spans at the OTLP endpoint")
+    finally:
+        w.stop()
+        collector.shutdown()

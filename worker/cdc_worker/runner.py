@@ -22,6 +22,9 @@ import psycopg
 import redis
 import structlog
 from confluent_kafka import Producer
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace import Span
 
 from cdc_worker import metrics as M
 from cdc_worker.apply import BatchApplier, Decoded, Outcome, TableRuntime, Transient
@@ -144,13 +147,13 @@ class Worker:
                     self._sweep(sweeper)
                     last_sweep = now
                 generation = source.generation
-                t0 = time.perf_counter()
+                t0, w0 = time.perf_counter(), time.time_ns()
                 msgs = source.poll_batch(cfg.batch.max_events, cfg.batch.max_wait_ms / 1000)
-                t1 = time.perf_counter()
+                t1, w1 = time.perf_counter(), time.time_ns()
                 decoded = applier.decode(msgs) if msgs else None
                 if decoded is not None:
                     applier.prepare(decoded)
-                t2 = time.perf_counter()
+                t2, w2 = time.perf_counter(), time.time_ns()
                 if inflight is not None:
                     self._finish(inflight)
                     inflight = None
@@ -160,10 +163,17 @@ class Worker:
                     log.info("batch_abandoned_after_rebalance", events=len(msgs))
                     source.rewind()
                     continue
+                span = self.tracer.start_span(
+                    "cdc.batch", start_time=w0, attributes={"cdc.batch.events": len(msgs)}
+                )
+                ctx = trace.set_span_in_context(span)
+                self.tracer.start_span("cdc.consume", context=ctx, start_time=w0).end(w1)
+                self.tracer.start_span("cdc.decode", context=ctx, start_time=w1).end(w2)
                 # The write of this batch overlaps the consumption and decoding of the next.
                 inflight = Inflight(
-                    pool.submit(applier.write, decoded), decoded, len(msgs), t0, t1, t2, generation
-                )
+                    pool.submit(self._traced_write, applier, decoded, ctx),
+                    decoded, len(msgs), t0, t1, t2, generation, span,
+                )  # fmt: skip
                 batches += 1
                 if batches % 200 == 0:
                     gc.collect(1)
@@ -199,12 +209,18 @@ class Worker:
             M.CONSUMER_LAG.labels(pipeline, t, str(p)).set(n)
         self._status.heartbeat(len(source.assigned), self._applied_total, sum(lag.values()))
 
+    def _traced_write(self, applier: BatchApplier, decoded: Decoded, ctx: Context) -> Outcome:
+        with self.tracer.start_as_current_span("cdc.write", context=ctx):
+            return applier.write(decoded)
+
     def _finish(self, job: Inflight) -> None:
         """Wait for a batch's write; retry it here on transient failure; then account for it."""
         try:
             outcome: Outcome | None = job.future.result()
         except Transient as e:
             outcome = self._write(self._applier, self._source, job.decoded, job.generation, e)
+        finally:
+            job.span.end()
         if outcome is None:
             return
         pipeline, decoded = self.cfg.pipeline, job.decoded
@@ -281,6 +297,7 @@ class Inflight:
     t1: float
     t2: float
     generation: int
+    span: Span
 
 
 def install_signals(worker: Worker) -> None:
