@@ -39,6 +39,9 @@ def parse_duration(text: str) -> float:
     return total
 
 
+FULL_EVERY = 600.0
+
+
 @dataclass
 class PipelineState:
     """What the operator remembers between passes (rebuilt from the cluster after a restart)."""
@@ -47,6 +50,8 @@ class PipelineState:
     secret_keys: list[str] = field(default_factory=list)
     last_secret_refresh: float = 0.0
     schemas: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    fingerprint: str | None = None
+    last_full: float = 0.0
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
@@ -149,6 +154,17 @@ async def _reconcile(
             M.SECRET_REFRESH_FAILURES.labels(ns, name, e.reason).inc()
             conds = set_condition(conds, "SecretsReady", False, e.reason, str(e) + kept, gen)
     redis_password = (creds or {}).get("REDIS_PASSWORD")
+    # Steps 2-5 run when the spec, the tables or the credentials changed (or every
+    # FULL_EVERY seconds); timer passes in between only observe, which keeps hundreds of
+    # pipelines cheap (no admin calls to Kafka or Cassandra, no applies).
+    fingerprint = manifests.digest(
+        [body["spec"], [(n, tr.model_dump()) for n, tr in trs], st.secret_hash]
+    )
+    full = (
+        force_secrets
+        or fingerprint != st.fingerprint
+        or time.monotonic() - st.last_full >= FULL_EVERY
+    )
 
     # 2. Kafka topics.
     kafka = _kafka_settings(spec, creds or {})
@@ -165,16 +181,21 @@ async def _reconcile(
                                   spec.kafka.topic.replication_factor,
                                   spec.kafka.dead_letter_retention_hours * 3_600_000))  # fmt: skip
     try:
-        actions = await asyncio.to_thread(topics.ensure_topics, kafka, wants)
-        msg = f"{len(wants)} topics" + (f" ({', '.join(actions)})" if actions else "")
-        conds = set_condition(conds, "TopicsReady", True, "TopicsReconciled", msg, gen)
+        if full:
+            actions = await asyncio.to_thread(topics.ensure_topics, kafka, wants)
+            msg = f"{len(wants)} topics" + (f" ({', '.join(actions)})" if actions else "")
+            conds = set_condition(conds, "TopicsReady", True, "TopicsReconciled", msg, gen)
     except topics.TopicsError as e:
         conds = set_condition(conds, "TopicsReady", False, "KafkaError", str(e), gen)
+        full_ok = False
+    else:
+        full_ok = True
 
     # 3. Cassandra: cdc = true and typed schemas, when the pipeline manages it.
     required = ["SecretsReady", "TopicsReady", "ConnectorConfigured", "WorkersAvailable"]
     if spec.cassandra.manage_table_cdc and trs:
         required.append("CassandraReady")
+    if full and spec.cassandra.manage_table_cdc and trs:
         keys = [(tr.source.keyspace, tr.source.table) for _, tr in trs]
         try:
             st.schemas.update(await asyncio.to_thread(
@@ -185,29 +206,40 @@ async def _reconcile(
                                   f"cdc = true on {len(keys)} tables", gen)  # fmt: skip
         except CassandraError as e:
             conds = set_condition(conds, "CassandraReady", False, "CassandraError", str(e), gen)
+            full_ok = False
 
     # 4. Connector configuration, one properties file per Cassandra node.
-    try:
-        files = {f"{node_id(cp)}.properties": properties(name, spec, [t for _, t in trs], cp)
-                 for cp in spec.cassandra.contact_points}  # fmt: skip
-        await asyncio.to_thread(kube.apply, manifests.connector_configmap(ns, name, owner, files))
-        conds = set_condition(conds, "ConnectorConfigured", True, "Rendered",
-                              f"{len(files)} node configs, {len(trs)} tables", gen)  # fmt: skip
-    except ValueError as e:
-        conds = set_condition(conds, "ConnectorConfigured", False, "InvalidConfig", str(e), gen)
+    if full:
+        try:
+            files = {f"{node_id(cp)}.properties": properties(name, spec, [t for _, t in trs], cp)
+                     for cp in spec.cassandra.contact_points}  # fmt: skip
+            cm = manifests.connector_configmap(ns, name, owner, files)
+            await asyncio.to_thread(kube.apply, cm)
+            conds = set_condition(conds, "ConnectorConfigured", True, "Rendered",
+                                  f"{len(files)} node configs, {len(trs)} tables", gen)  # fmt: skip
+        except ValueError as e:
+            msg = str(e)
+            conds = set_condition(conds, "ConnectorConfigured", False, "InvalidConfig", msg, gen)
+            full_ok = False
 
     # 5. Workers.
-    tables = [Table(n, tr, st.schemas.get((tr.source.keyspace, tr.source.table))) for n, tr in trs]
-    config = worker_config(ns, name, spec, tables)
     redis_pause = spec.redis is not None
     replicas = 0 if spec.paused and not redis_pause else spec.worker.replicas
-    await asyncio.to_thread(kube.apply, manifests.worker_configmap(ns, name, owner, config))
-    await asyncio.to_thread(kube.apply, manifests.metrics_service(ns, name, owner))
-    await asyncio.to_thread(kube.apply, manifests.pod_disruption_budget(ns, name, owner))
-    if st.secret_hash is not None:
-        dep = manifests.worker_deployment(ns, name, owner, spec, manifests.digest(config),
-                                          st.secret_hash, st.secret_keys, replicas)  # fmt: skip
-        await asyncio.to_thread(kube.apply, dep)
+    if full:
+        tables = [
+            Table(n, tr, st.schemas.get((tr.source.keyspace, tr.source.table))) for n, tr in trs
+        ]
+        config = worker_config(ns, name, spec, tables)
+        await asyncio.to_thread(kube.apply, manifests.worker_configmap(ns, name, owner, config))
+        await asyncio.to_thread(kube.apply, manifests.metrics_service(ns, name, owner))
+        await asyncio.to_thread(kube.apply, manifests.pod_disruption_budget(ns, name, owner))
+        if st.secret_hash is not None:
+            dep = manifests.worker_deployment(ns, name, owner, spec, manifests.digest(config),
+                                              st.secret_hash, st.secret_keys, replicas)  # fmt: skip
+            await asyncio.to_thread(kube.apply, dep)
+        # A failed step is retried on the next pass rather than after FULL_EVERY.
+        st.fingerprint = fingerprint if full_ok else None
+        st.last_full = time.monotonic()
 
     # 6. Pause.
     if spec.redis is not None:
