@@ -11,11 +11,13 @@ VENV       := .venv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 
+VERSION    := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+IMAGE_REF  ?= localhost/cass-cdc-pg:$(VERSION)
 PYTEST_ARGS ?=
 # Everything the suite uses, started (and on a fresh machine built) before pytest runs.
-STACK_COMPONENTS ?= postgres redis vault kafka cassandra k8s
+STACK_COMPONENTS ?= postgres redis vault kafka cassandra k8s node
 
-.PHONY: help install lint fmt test test-unit stack-up stack-down stack-status demo bench-worker
+.PHONY: help install lint fmt test test-unit stack-up stack-down stack-status demo bench-worker print-image
 
 help: ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -55,10 +57,11 @@ test-unit: install ## fast tests, no services
 test: lint stack-up ## install everything, start the stack, run the whole suite
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
-demo: install ## the main job: the product end to end on the local stack
-	@echo "make demo: the end-to-end demo is not built yet (it needs the operator, the worker and" >&2
-	@echo "the Kubernetes stack; see the open issues). 'make test' runs what exists." >&2
-	@exit 1
+demo: install ## the main job: the product end to end on the local stack (see README)
+	$(VENV)/bin/python hack/demo/run.py $(DEMO_ARGS)
+
+print-image: ## the image tag `make image` builds
+	@echo $(IMAGE_REF)
 
 bench-worker: install stack-up ## benchmark one worker draining Kafka into PostgreSQL (not in make test)
 	$(VENV)/bin/python bench/worker_bench.py
@@ -71,3 +74,10 @@ bench-debezium: install ## Debezium agent latency, CQL write -> Kafka (not in ma
 .PHONY: crds
 crds: install ## regenerate crds/ and the chart's CRDs and RBAC rules from the operator's models
 	$(VENV)/bin/cdc-operator crds
+
+.PHONY: wheelhouse image
+wheelhouse: $(UV) ## the locked dependencies as wheels for the image's Python (build/wheelhouse)
+	UV=$(UV) PIP_PYTHON=$(dir $(UV))python hack/image/wheelhouse.sh
+
+image: wheelhouse ## build the Dockerfile with buildah on a local Debian base (localhost/cass-cdc-pg)
+	hack/image/build.sh

@@ -17,12 +17,13 @@ from .core import Component, StackError, log
 from .debezium import Debezium
 from .k8s import K8s
 from .kafka import Kafka
+from .node import Node
 from .postgres import Postgres
 from .redis import Redis
 from .vault import Vault
 
 COMPONENTS: dict[str, type[Component]] = {
-    c.name: c for c in (Postgres, Redis, Vault, Kafka, Cassandra, Debezium, K8s)
+    c.name: c for c in (Postgres, Redis, Vault, Kafka, Cassandra, Debezium, K8s, Node)
 }
 DEFAULT_UP = ("postgres", "redis", "vault", "kafka")
 

@@ -348,7 +348,20 @@ def test_controllers_and_scheduler_act(kubectl: Kubectl, namespace: str) -> None
         ),
         30,
     ), "the ServiceAccount controller did not create the namespace's default ServiceAccount"
-    kubectl("create", "deployment", "web", "--image=registry.invalid/web:1", "-n", namespace)
+    # A node selector nothing matches keeps "no node fits" true even when the local node runs.
+    web = {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": namespace},
+        "spec": {
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {"nodeSelector": {"casscdc.io/no-such-node": "x"},
+                         "containers": [{"name": "web", "image": "registry.invalid/web:1"}]},
+            },
+        },
+    }  # fmt: skip
+    kubectl("apply", "-f", "-", stdin=json.dumps(web))
 
     def pods() -> list[dict[str, Any]]:
         out = kubectl("get", "pods", "-n", namespace, "-l", "app=web", "-o", "json").stdout
@@ -365,5 +378,5 @@ def test_controllers_and_scheduler_act(kubectl: Kubectl, namespace: str) -> None
             for c in conds
         )
 
-    # No node agent runs in this component, so the scheduler's honest answer is "no nodes".
+    # No node matches the selector, so the scheduler's honest answer is "unschedulable".
     assert _eventually(unschedulable, 60), "the scheduler did not report on the Pod"

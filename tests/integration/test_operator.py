@@ -139,7 +139,9 @@ def pipeline(ns: str, name: str, env: dict[str, str], **kw: Any) -> dict[str, An
         "redis": {"url": env["REDIS_URL"]},
         "vault": {"address": env["VAULT_ADDR"], "refreshInterval": "2s",
                   "auth": {"tokenSecretRef": {"name": "vault-token"}}},
-        "worker": {"image": "localhost/cass-cdc-pg:dev", "replicas": 1},
+        # An image the local node does not have: the workers stay visibly not ready, so the
+        # test asserts the operator's reporting without depending on the workers' fate.
+        "worker": {"image": "localhost/cass-cdc-pg:not-built", "replicas": 1},
     }  # fmt: skip
     spec.update(kw)
     return {"apiVersion": "casscdc.io/v1alpha1", "kind": "CdcPipeline",

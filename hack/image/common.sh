@@ -1,0 +1,29 @@
+# Shared by hack/image/*.sh (sourced): where things live and how buildah is called.
+#
+# Images live in buildah's default store (/var/lib/containers/storage as root, the overlay
+# driver); IMAGE_STORAGE_DRIVER=vfs switches driver where overlay mounts are refused (slower,
+# full copies per layer). The node agent (hack/stackctl/node.py) reads the same store.
+# IMAGE_STORAGE_ROOT=<dir> builds into a separate store instead (e.g. to time a cold build);
+# the node agent does not see such a store.
+CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/cass-cdc-pg"
+IMAGE_STORAGE_DRIVER="${IMAGE_STORAGE_DRIVER:-overlay}"
+STORE_ARGS=()
+if [[ -n "${IMAGE_STORAGE_ROOT:-}" ]]; then
+  STORE_ARGS=(--root "$IMAGE_STORAGE_ROOT" --runroot "$IMAGE_STORAGE_ROOT.run")
+fi
+
+log() { printf 'image: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+bah() { buildah --storage-driver "$IMAGE_STORAGE_DRIVER" "${STORE_ARGS[@]}" "$@"; }
+
+need_buildah() {
+  command -v buildah >/dev/null 2>&1 && return
+  if [[ $(id -u) == 0 ]]; then
+    log "installing the Debian packages buildah and debootstrap"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      buildah debootstrap >&2 || die "apt-get install buildah debootstrap failed"
+  else
+    die "buildah is not installed: run \`sudo apt-get install buildah debootstrap\`"
+  fi
+}
