@@ -113,6 +113,13 @@ def build_image() -> str:
 
 def install_chart(kube: Kube, image: str) -> None:
     repo, _, tag = image.rpartition(":")
+    for crd in ("cdcpipelines.casscdc.io", "tablereplications.casscdc.io"):
+        # CRDs applied by hand (or by the tests) are adopted by the release, as Helm documents.
+        if kube("get", "crd", crd, check=False):
+            kube("label", "crd", crd, "app.kubernetes.io/managed-by=Helm", "--overwrite")
+            kube("annotate", "crd", crd, f"meta.helm.sh/release-name={RELEASE}",
+                 "meta.helm.sh/release-namespace=cdc-system", "--overwrite")  # fmt: skip
+    kube("create", "namespace", NAMESPACE, check=False)  # the chart's Role goes there
     say(f"installing the chart ({image}) into namespace cdc-system")
     kube.helm(
         "upgrade",
@@ -196,6 +203,9 @@ def stream(session: Session, ks: str, events: int, rng: random.Random) -> dict[s
         cid = rng.choice(customers) if customers else uuid.uuid4()
         if not evolved and i >= events // 2:
             session.execute(f"ALTER TABLE {ks}.customers ADD loyalty_points int")
+            # The agent sees new columns at its next schema refresh; writes to the column made
+            # before that are emitted without it (docs/debezium-wire-format.md), so wait.
+            _wait_agent_schema(f"{ks}.customers", "loyalty_points")
             evolved = True
             kind = "alter table add column"
         elif roll < 0.45:
@@ -257,6 +267,19 @@ def stream(session: Session, ks: str, events: int, rng: random.Random) -> dict[s
         if events >= 10 and (i + 1) % max(1, events // 10) == 0:
             say(f"  {i + 1}/{events} changes written")
     return counts
+
+
+def _wait_agent_schema(table: str, column: str, timeout: float = 30) -> None:
+    log = REPO / ".stack" / "debezium" / "debezium.log"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = log.read_text(errors="replace") if log.exists() else ""
+        # The agent logs the whole new table definition after "Updated table [".
+        chunks = text.split(f"Updated table [CREATE TABLE {table} (")[1:]
+        if any(column in chunk[:4000].split("Updated table")[0] for chunk in chunks):
+            return
+        time.sleep(0.5)
+    say(f"  (the agent did not report the new column of {table} within {timeout:.0f}s)")
 
 
 def _canon(v: Any) -> Any:
