@@ -27,10 +27,12 @@ def helm(stack: Callable[..., dict[str, str]]) -> Callable[..., subprocess.Compl
     binary = next(Path(d) / "helm" for d in env["PATH"].split(":") if (Path(d) / "helm").exists())
 
     def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(binary), *args], capture_output=True, text=True, check=check,
+        res = subprocess.run(
+            [str(binary), *args], capture_output=True, text=True, check=False,
             env={**os.environ, "KUBECONFIG": env["KUBECONFIG"]}, timeout=300,
         )  # fmt: skip
+        assert res.returncode == 0 or not check, f"helm {args[0]}: {res.stderr}"
+        return res
 
     return run
 
@@ -121,3 +123,82 @@ def test_namespaced_mode_uses_roles_only_for_writes(helm: Any) -> None:
     writers = [r for r in _pick(docs, "ClusterRole")
                if any("create" in rule["verbs"] for rule in r["rules"])]  # fmt: skip
     assert writers == []
+
+
+def test_install_upgrade_uninstall_on_the_local_node(
+    helm: Any, stack: Callable[..., dict[str, str]], tmp_path: Path
+) -> None:
+    """The operator Pod runs from the image on the local node and reconciles under the chart's
+    RBAC; upgrade rolls it; uninstall's hook deletes the pipelines and keeps the CRDs."""
+    import json
+    import uuid
+
+    env = stack("k8s", "node", "kafka", "vault", "redis")
+    binary = next(
+        Path(d) / "kubectl" for d in env["PATH"].split(":") if (Path(d) / "kubectl").exists()
+    )
+    kubectl = [binary, "--kubeconfig", env["KUBECONFIG"]]
+
+    def k(*args: str, stdin: str | None = None, check: bool = True) -> str:
+        res = subprocess.run([*map(str, kubectl), *args], input=stdin, capture_output=True,
+                             text=True, check=False, timeout=120)  # fmt: skip
+        assert res.returncode == 0 or not check, res.stderr
+        return res.stdout
+
+    subprocess.run(["make", "-s", "image"], cwd=ROOT, check=True, timeout=1200)
+    rel, ns, watched = f"t{uuid.uuid4().hex[:5]}", "", ""
+    ns, watched = f"{rel}-system", f"{rel}-apps"
+    k("create", "namespace", watched)
+    common = ["-n", ns, "--create-namespace", "--wait", "--timeout", "3m",
+              "--set", "image.pullPolicy=Never", "--set", "crds.create=false",
+              "--set", f"watchNamespaces[0]={watched}",
+              "--set", "ports.health=18080", "--set", "ports.metrics=19090",
+              "--set", "statusIntervalSeconds=2"]  # fmt: skip
+    k("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"), check=False)
+    try:
+        helm("install", rel, str(CHART), *common)
+        pods = json.loads(k("get", "pods", "-n", ns, "-o", "json"))["items"]
+        assert [p["status"]["phase"] for p in pods if "cleanup" not in p["metadata"]["name"]] == [
+            "Running"
+        ]
+        k("create", "secret", "generic", "pg", "-n", watched,
+          "--from-literal=username=cdc", "--from-literal=password=cdc")  # fmt: skip
+        pipeline = {
+            "apiVersion": "casscdc.io/v1alpha1", "kind": "CdcPipeline",
+            "metadata": {"name": "p", "namespace": watched},
+            "spec": {
+                "cassandra": {"contactPoints": ["127.0.0.1:59042"]},
+                "debezium": {"topicPrefix": rel},
+                "kafka": {"bootstrapServers": env["KAFKA_BOOTSTRAP_SERVERS"],
+                          "deadLetterTopic": f"{rel}.dlq"},
+                "postgres": {"host": "127.0.0.1", "database": "cdc",
+                             "credentials": {"secretRef": {"name": "pg"}}},
+                "worker": {"image": "localhost/cass-cdc-pg:not-built", "replicas": 1},
+            },
+        }  # fmt: skip
+        k("apply", "-f", "-", stdin=json.dumps(pipeline))
+
+        def reconciled() -> bool:
+            out = k("get", "cdcp", "p", "-n", watched, "-o", "json", check=False)
+            conds = (json.loads(out).get("status") or {}).get("conditions", []) if out else []
+            return any(c["type"] == "TopicsReady" and c["status"] == "True" for c in conds)
+
+        import time
+
+        deadline = time.monotonic() + 90
+        while not reconciled() and time.monotonic() < deadline:
+            time.sleep(1)
+        logs = k("logs", "-n", ns, f"deploy/{rel}-operator", check=False)
+        assert reconciled(), logs[-3000:]
+        assert "Forbidden" not in logs
+        helm("upgrade", rel, str(CHART), *common, "--set", "logLevel=DEBUG")
+        args = json.loads(k("get", "deploy", f"{rel}-operator", "-n", ns, "-o", "json"))[
+            "spec"]["template"]["spec"]["containers"][0]["args"]  # fmt: skip
+        assert "--log-level=DEBUG" in args
+        helm("uninstall", rel, "-n", ns, "--wait", "--timeout", "3m")
+        assert k("get", "cdcp", "-n", watched, "-o", "name") == ""  # the hook deleted them
+        assert k("get", "deploy", "-n", ns, "-o", "name") == ""
+        assert k("get", "crd", "cdcpipelines.casscdc.io", "-o", "name").strip()
+    finally:
+        helm("uninstall", rel, "-n", ns, check=False)
+        k("delete", "namespace", ns, watched, "--wait=false", check=False)
