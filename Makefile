@@ -81,3 +81,7 @@ wheelhouse: $(UV) ## the locked dependencies as wheels for the image's Python (b
 
 image: wheelhouse ## build the Dockerfile with buildah on a local Debian base (localhost/cass-cdc-pg)
 	hack/image/build.sh
+
+.PHONY: bench-operator
+bench-operator: install ## operator: apply->Ready with 10 tables, and 200 pipelines x 10 tables (not in make test)
+	$(VENV)/bin/python bench/operator_bench.py
