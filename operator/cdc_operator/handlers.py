@@ -15,7 +15,7 @@ import kopf
 
 from cdc_operator.appliers.kube import Kube
 from cdc_operator.models import GROUP, VERSION
-from cdc_operator.reconcile import delete_pipeline, reconcile
+from cdc_operator.reconcile import TableRef, delete_pipeline, reconcile
 
 PIPELINES = (GROUP, VERSION, "cdcpipelines")
 TABLES = (GROUP, VERSION, "tablereplications")
@@ -43,19 +43,33 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.batching.worker_limit = 20
 
 
+@kopf.index(*TABLES)
+def table_refs(body: kopf.Body, meta: kopf.Meta, spec: kopf.Spec, **_: Any) -> Any:
+    """TableReplications by (namespace, pipeline): no pass lists every table in a namespace."""
+    if meta.get("deletionTimestamp"):
+        return None
+    return {(meta["namespace"], spec["pipelineRef"]["name"]): TableRef.of(dict(body))}
+
+
+def _refs(kwargs: dict[str, Any], namespace: str, pipeline: str) -> list[TableRef]:
+    """The pipeline's tables from the `table_refs` index (Kopf passes indexes as kwargs)."""
+    index: kopf.Index[Any, Any] = kwargs["table_refs"]
+    return list(index.get((namespace, pipeline), []))
+
+
 @kopf.on.resume(*PIPELINES)
 @kopf.on.create(*PIPELINES)
 @kopf.on.update(*PIPELINES, field="spec")
-async def pipeline_changed(name: str, namespace: str | None, **_: Any) -> None:
+async def pipeline_changed(name: str, namespace: str | None, **kwargs: Any) -> None:
     assert namespace is not None
-    await reconcile(kube(), namespace, name, force_secrets=True)
+    await reconcile(kube(), namespace, name, _refs(kwargs, namespace, name), force_secrets=True)
 
 
 @kopf.timer(*PIPELINES, interval=STATUS_INTERVAL, initial_delay=STATUS_INTERVAL)
-async def pipeline_refresh(name: str, namespace: str | None, **_: Any) -> None:
+async def pipeline_refresh(name: str, namespace: str | None, **kwargs: Any) -> None:
     """Refresh credentials on `vault.refreshInterval`, and status (workers, lag) each pass."""
     assert namespace is not None
-    await reconcile(kube(), namespace, name)
+    await reconcile(kube(), namespace, name, _refs(kwargs, namespace, name))
 
 
 @kopf.on.delete(*PIPELINES)
@@ -67,7 +81,8 @@ async def pipeline_deleted(body: kopf.Body, **_: Any) -> None:
 @kopf.on.create(*TABLES)
 @kopf.on.update(*TABLES, field="spec")
 @kopf.on.delete(*TABLES)
-async def table_changed(spec: kopf.Spec, namespace: str | None, **_: Any) -> None:
+async def table_changed(spec: kopf.Spec, namespace: str | None, **kwargs: Any) -> None:
     """A table joined, changed or left: reconcile its pipeline (topics, configs, workers)."""
     assert namespace is not None  # TableReplication is namespaced
-    await reconcile(kube(), namespace, spec["pipelineRef"]["name"])
+    pipeline = spec["pipelineRef"]["name"]
+    await reconcile(kube(), namespace, pipeline, _refs(kwargs, namespace, pipeline))

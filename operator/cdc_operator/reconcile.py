@@ -72,18 +72,36 @@ def _kafka_settings(spec: CdcPipelineSpec, creds: dict[str, str]) -> dict[str, A
     return out
 
 
-def tables_of(kube: Kube, namespace: str, pipeline: str) -> list[tuple[str, TableReplicationSpec]]:
-    out = []
-    for tr in kube.list(API, "TableReplication", namespace):
-        if tr["metadata"].get("deletionTimestamp"):
-            continue
-        spec = TableReplicationSpec.model_validate(tr["spec"])
-        if spec.pipeline_ref.name == pipeline:
-            out.append((tr["metadata"]["name"], spec))
-    return sorted(out)
+@dataclass(frozen=True)
+class TableRef:
+    """A TableReplication as the operator last saw it (from the Kopf index, or a list)."""
+
+    name: str
+    spec: TableReplicationSpec
+    generation: int | None
+    status: dict[str, Any]
+
+    @classmethod
+    def of(cls, body: dict[str, Any]) -> TableRef:
+        return cls(body["metadata"]["name"], TableReplicationSpec.model_validate(body["spec"]),
+                   body["metadata"].get("generation"), dict(body.get("status") or {}))  # fmt: skip
 
 
-async def reconcile(kube: Kube, namespace: str, name: str, *, force_secrets: bool = False) -> None:
+def tables_of(kube: Kube, namespace: str, pipeline: str) -> list[TableRef]:
+    """Without the index (deletion, tools): list the namespace's tables of one pipeline."""
+    refs = [TableRef.of(tr) for tr in kube.list(API, "TableReplication", namespace)
+            if not tr["metadata"].get("deletionTimestamp")]  # fmt: skip
+    return sorted((r for r in refs if r.spec.pipeline_ref.name == pipeline), key=lambda r: r.name)
+
+
+async def reconcile(
+    kube: Kube,
+    namespace: str,
+    name: str,
+    tables: list[TableRef] | None = None,
+    *,
+    force_secrets: bool = False,
+) -> None:
     """Reconcile one CdcPipeline and write its status and its tables' statuses.
 
     Passes for the same pipeline (its own events, its timer, its tables' events) are
@@ -98,7 +116,13 @@ async def reconcile(kube: Kube, namespace: str, name: str, *, force_secrets: boo
         gen = body["metadata"].get("generation")
         started = time.monotonic()
         try:
-            status = await _reconcile(kube, body, namespace, name, gen, st, force_secrets)
+            refs = (
+                tables
+                if tables is not None
+                else await asyncio.to_thread(tables_of, kube, namespace, name)
+            )
+            refs = sorted(refs, key=lambda r: r.name)
+            status = await _reconcile(kube, body, namespace, name, gen, st, force_secrets, refs)
         except Exception:
             M.RECONCILES.labels(namespace, name, "error").inc()
             raise
@@ -113,12 +137,12 @@ async def reconcile(kube: Kube, namespace: str, name: str, *, force_secrets: boo
 
 async def _reconcile(
     kube: Kube, body: dict[str, Any], ns: str, name: str, gen: int | None,
-    st: PipelineState, force_secrets: bool,
+    st: PipelineState, force_secrets: bool, refs: list[TableRef],
 ) -> Any:  # fmt: skip
     spec = CdcPipelineSpec.model_validate(body["spec"])
     conds: list[dict[str, Any]] = list((body.get("status") or {}).get("conditions") or [])
     owner = manifests.owner_reference(body)
-    trs = await asyncio.to_thread(tables_of, kube, ns, name)
+    trs = [(r.name, r.spec) for r in refs]
 
     # 1. Credentials → the workers' Secret (the last good one is kept on failure).
     creds: dict[str, str] | None = None
@@ -295,7 +319,7 @@ async def _reconcile(
     }
     if last:
         status["lastEventTime"] = _iso(last / 1e6)
-    await _table_statuses(kube, ns, spec, trs, conds, lag, per_table)
+    await _table_statuses(kube, ns, spec, refs, conds, lag, per_table)
     return status
 
 
@@ -304,20 +328,18 @@ def _iso(ts: float) -> str:
 
 
 async def _table_statuses(
-    kube: Kube, ns: str, spec: CdcPipelineSpec, trs: list[tuple[str, TableReplicationSpec]],
+    kube: Kube, ns: str, spec: CdcPipelineSpec, refs: list[TableRef],
     pipeline_conds: list[dict[str, Any]], lag: dict[str, int], per_table: dict[str, Any],
 ) -> None:  # fmt: skip
+    """Write each table's status, only where it changed (hundreds of tables stay cheap)."""
     ready = next((c for c in pipeline_conds if c["type"] == "Ready"), None)
-    for trname, tr in trs:
-        current = await asyncio.to_thread(kube.get, API, "TableReplication", trname, ns)
-        if current is None:
-            continue
-        gen = current["metadata"].get("generation")
-        conds = list((current.get("status") or {}).get("conditions") or [])
-        ok = ready is not None and ready["status"] == "True"
-        reason = "Replicating" if ok else (ready or {}).get("reason", "Pending")
-        msg = "pipeline ready" if ok else f"pipeline not ready: {(ready or {}).get('message', '')}"
-        conds = set_condition(conds, "Ready", ok, reason, msg, gen)
+    ok = ready is not None and ready["status"] == "True"
+    reason = "Replicating" if ok else (ready or {}).get("reason", "Pending")
+    msg = "pipeline ready" if ok else f"pipeline not ready: {(ready or {}).get('message', '')}"
+    for ref in refs:
+        tr, gen = ref.spec, ref.generation
+        conds = set_condition(list(ref.status.get("conditions") or []), "Ready", ok, reason,
+                              msg, gen)  # fmt: skip
         topic = names.topic(spec, tr)
         src = f"{tr.source.keyspace}.{tr.source.table}"
         stats = per_table.get(src, {})
@@ -332,7 +354,9 @@ async def _table_statuses(
             status["lag"]["seconds"] = stats.get("lagSeconds")
         if stats.get("applied") is not None:
             status["eventsApplied"] = int(stats["applied"])
-        await asyncio.to_thread(kube.patch_status, API, "TableReplication", trname, ns, status)
+        if {k: ref.status.get(k) for k in status} != status:
+            await asyncio.to_thread(kube.patch_status, API, "TableReplication", ref.name, ns,
+                                    status)  # fmt: skip
 
 
 async def delete_pipeline(body: dict[str, Any]) -> None:
@@ -344,5 +368,5 @@ async def delete_pipeline(body: dict[str, Any]) -> None:
     kube = Kube()
     trs = await asyncio.to_thread(tables_of, kube, body["metadata"]["namespace"],
                                   body["metadata"]["name"])  # fmt: skip
-    names_ = [names.topic(spec, tr) for _, tr in trs] + [spec.kafka.dead_letter_topic]
+    names_ = [names.topic(spec, r.spec) for r in trs] + [spec.kafka.dead_letter_topic]
     await asyncio.to_thread(topics.delete_topics, _kafka_settings(spec, {}), names_)
