@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from typing import Any
 
 import kopf
@@ -51,10 +52,10 @@ def table_refs(body: kopf.Body, meta: kopf.Meta, spec: kopf.Spec, **_: Any) -> A
     return {(meta["namespace"], spec["pipelineRef"]["name"]): TableRef.of(dict(body))}
 
 
-def _refs(kwargs: dict[str, Any], namespace: str, pipeline: str) -> list[TableRef]:
-    """The pipeline's tables from the `table_refs` index (Kopf passes indexes as kwargs)."""
+def _refs(kwargs: dict[str, Any], namespace: str, pipeline: str) -> Callable[[], list[TableRef]]:
+    """The pipeline's tables, read from the live `table_refs` index when the pass starts."""
     index: kopf.Index[Any, Any] = kwargs["table_refs"]
-    return list(index.get((namespace, pipeline), []))
+    return lambda: list(index.get((namespace, pipeline), []))
 
 
 @kopf.on.resume(*PIPELINES)

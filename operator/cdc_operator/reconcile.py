@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -52,6 +53,7 @@ class PipelineState:
     schemas: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     fingerprint: str | None = None
     last_full: float = 0.0
+    queued: bool = False
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
@@ -98,7 +100,7 @@ async def reconcile(
     kube: Kube,
     namespace: str,
     name: str,
-    tables: list[TableRef] | None = None,
+    tables: Callable[[], list[TableRef]] | None = None,
     *,
     force_secrets: bool = False,
 ) -> None:
@@ -109,7 +111,14 @@ async def reconcile(
     another's conditions with a stale copy.
     """
     st = state_for(namespace, name)
+    if st.queued and not force_secrets:
+        # A pass is already waiting for the lock; it reads the object (and is handed the
+        # tables) when it starts, so it covers this request too: bursts of table events
+        # collapse into one pass.
+        return
+    st.queued = True
     async with st.lock:
+        st.queued = False
         body = await asyncio.to_thread(kube.get, API, "CdcPipeline", name, namespace)
         if body is None or body["metadata"].get("deletionTimestamp"):
             return
@@ -117,7 +126,7 @@ async def reconcile(
         started = time.monotonic()
         try:
             refs = (
-                tables
+                tables()
                 if tables is not None
                 else await asyncio.to_thread(tables_of, kube, namespace, name)
             )
