@@ -17,10 +17,18 @@ PYTEST_ARGS ?=
 # Everything the suite uses, started (and on a fresh machine built) before pytest runs.
 STACK_COMPONENTS ?= postgres redis vault kafka cassandra k8s node
 
-.PHONY: help install lint fmt test test-unit stack-up stack-down stack-status demo bench-worker print-image
+.PHONY: help deps doctor install lint fmt test test-unit stack-up stack-down stack-status demo bench-worker print-image
 
 help: ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+# The one install step for Debian packages (hack/packages.txt); then the doctor's report, which
+# stops here with what is missing and how to fix it, instead of deep inside a build.
+deps: ## install the Debian packages the project needs (as root), then check prerequisites
+	hack/stack deps
+
+doctor: ## list prerequisites and packages with versions, or what is missing and the fix
+	hack/stack doctor
 
 $(UV):
 	$(PYTHON) -m venv $(CACHE)/tools/uv-$(UV_VERSION)
@@ -30,7 +38,7 @@ $(VENV)/.synced: $(UV) pyproject.toml uv.lock
 	$(UV) sync --frozen --python $(PYTHON)
 	touch $@
 
-install: $(VENV)/.synced ## create .venv with the locked dependencies and the project
+install: deps $(VENV)/.synced ## create .venv with the locked dependencies and the project
 
 lint: install ## ruff + mypy (strict)
 	$(VENV)/bin/ruff check .
@@ -41,7 +49,7 @@ fmt: install ## apply ruff's formatting and safe fixes
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-stack-up: ## start the local stack (hack/stack up)
+stack-up: deps ## start the local stack (hack/stack up)
 	hack/stack up $(STACK_COMPONENTS)
 
 stack-down: ## stop every process of the local stack
@@ -54,10 +62,10 @@ test-unit: install ## fast tests, no services
 	$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
 
 # pytest exits 5 when it collected no test: that is a failure here, like any non-zero code.
-test: lint stack-up ## install everything, start the stack, run the whole suite
+test: deps lint stack-up ## install everything, start the stack, run the whole suite
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
-demo: install ## the main job: the product end to end on the local stack (see README)
+demo: deps install ## the main job: the product end to end on the local stack (see README)
 	$(VENV)/bin/python hack/demo/run.py $(DEMO_ARGS)
 
 print-image: ## the image tag `make image` builds
@@ -76,10 +84,10 @@ crds: install ## regenerate crds/ and the chart's CRDs and RBAC rules from the o
 	$(VENV)/bin/cdc-operator crds
 
 .PHONY: wheelhouse image
-wheelhouse: $(UV) ## the locked dependencies as wheels for the image's Python (build/wheelhouse)
+wheelhouse: deps $(UV) ## the locked dependencies as wheels for the image's Python (build/wheelhouse)
 	UV=$(UV) PIP_PYTHON=$(dir $(UV))python hack/image/wheelhouse.sh
 
-image: wheelhouse ## build the Dockerfile with buildah on a local Debian base (localhost/cass-cdc-pg)
+image: deps wheelhouse ## build the Dockerfile with buildah on a local Debian base (localhost/cass-cdc-pg)
 	hack/image/build.sh
 
 .PHONY: bench-operator

@@ -24,7 +24,6 @@ KEY="$(cat "$0" | sha256sum | cut -c1-12)-$SUITE"
 [[ "${1:-}" == --key ]] && { echo "$KEY"; exit 0; }
 
 need_buildah
-command -v debootstrap >/dev/null || die "debootstrap is missing: apt-get install debootstrap"
 
 if [[ "$(bah inspect --type image --format '{{index .ImageAnnotations "io.casscdc.base-key"}}' \
       "$IMAGE" 2>/dev/null || true)" == "$KEY" ]]; then

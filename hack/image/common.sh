@@ -17,13 +17,9 @@ die() { log "error: $*"; exit 1; }
 
 bah() { buildah --storage-driver "$IMAGE_STORAGE_DRIVER" "${STORE_ARGS[@]}" "$@"; }
 
+# buildah and debootstrap come from hack/packages.txt, installed by the project's one install step.
 need_buildah() {
-  command -v buildah >/dev/null 2>&1 && return
-  if [[ $(id -u) == 0 ]]; then
-    log "installing the Debian packages buildah and debootstrap"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-      buildah debootstrap >&2 || die "apt-get install buildah debootstrap failed"
-  else
-    die "buildah is not installed: run \`sudo apt-get install buildah debootstrap\`"
-  fi
+  command -v buildah >/dev/null 2>&1 && command -v debootstrap >/dev/null 2>&1 && return
+  "$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/hack/stack" deps >&2 \
+    || die "the Debian packages the image needs are missing (see hack/stack doctor)"
 }

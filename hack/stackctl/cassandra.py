@@ -16,7 +16,7 @@ import struct
 from pathlib import Path
 from string import Template
 
-from .core import CACHE, PORT_OFFSET, REPO, Component, StackError, ensure_debs, run
+from .core import CACHE, PORT_OFFSET, REPO, Component, StackError, run
 
 VERSION = "5.0.9"
 CQL_PORT = 59042 + PORT_OFFSET
@@ -80,7 +80,6 @@ class Cassandra(Component):
         self.cdc_raw = self.state_dir / "cdc_raw"
 
     def install(self) -> None:
-        ensure_debs({"java": "openjdk-17-jre-headless", "mvn": "maven"})
         if (self.lib / f"cassandra-all-{VERSION}.jar").exists():
             return
         tmp = self.lib.with_name("lib.partial")

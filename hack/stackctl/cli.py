@@ -12,6 +12,7 @@ import argparse
 import shlex
 import sys
 
+from . import deps
 from .cassandra import Cassandra
 from .core import Component, StackError, log
 from .debezium import Debezium
@@ -74,10 +75,20 @@ def main(argv: list[str] | None = None) -> int:
     for cmd in ("up", "down", "restart", "status"):
         sub.add_parser(cmd).add_argument("components", nargs="*")
     sub.add_parser("env")
+    sub.add_parser("deps", help="install the missing Debian packages, then run doctor")
+    sub.add_parser("doctor", help="report prerequisites and packages, with fixes")
     sub.add_parser("versions")
     sub.add_parser("logs").add_argument("component")
     args = ap.parse_args(argv)
     try:
+        if args.cmd in ("deps", "doctor"):
+            if args.cmd == "deps":
+                deps.install()
+            lines, ok = deps.doctor()
+            print("\n".join(lines), file=sys.stderr if ok and args.cmd == "deps" else sys.stdout)
+            return 0 if ok else 1
+        if args.cmd in ("up", "restart", "versions"):
+            deps.install()
         if args.cmd == "up":
             for c in _ordered(args.components or list(DEFAULT_UP)):
                 log(f"{c.name}: {c.up()}")

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 import pwd
-import shutil
 import signal
 import socket
 import subprocess
@@ -55,32 +54,6 @@ def run(cmd: Sequence[str | os.PathLike[str]], **kw: object) -> subprocess.Compl
 
 def is_root() -> bool:
     return os.geteuid() == 0
-
-
-_apt_updated = False
-
-
-def ensure_debs(binaries: dict[str, str]) -> None:
-    """Install Debian packages for the binaries (path or command) that are missing."""
-    global _apt_updated
-    missing = sorted({pkg for b, pkg in binaries.items() if not _have(b)})
-    if not missing:
-        return
-    if not is_root():
-        raise StackError(
-            f"missing Debian packages {missing}: run `sudo apt-get install {' '.join(missing)}`"
-        )
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    if not _apt_updated:
-        log("apt-get update")
-        run(["apt-get", "update", "-qq"], env=env)
-        _apt_updated = True
-    log(f"apt-get install {' '.join(missing)}")
-    run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing], env=env)
-
-
-def _have(binary: str) -> bool:
-    return Path(binary).exists() if "/" in binary else shutil.which(binary) is not None
 
 
 def tcp_open(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bool:

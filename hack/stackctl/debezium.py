@@ -31,7 +31,7 @@ from pathlib import Path
 from string import Template
 
 from .cassandra import CQL_PORT, LOCAL_DC, cassandra_yaml
-from .core import CACHE, PORT_OFFSET, REPO, Component, StackError, ensure_debs, log, run
+from .core import CACHE, PORT_OFFSET, REPO, Component, StackError, log, run
 from .kafka import PORT as KAFKA_PORT
 
 VERSION = "3.4.1.Final"
@@ -96,7 +96,6 @@ class Debezium(Component):
         self.ports = (self._http_port(Path(override)) if override else HTTP_PORT,)
 
     def install(self) -> None:
-        ensure_debs({"java": "openjdk-17-jre-headless", "mvn": "maven"})
         if self.jar.exists():
             return
         tmp = self.dir.with_name(self.dir.name + ".partial")

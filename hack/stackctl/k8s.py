@@ -38,7 +38,6 @@ from .core import (
     Component,
     Proc,
     StackError,
-    ensure_debs,
     log,
     run,
     tcp_open,
@@ -119,7 +118,6 @@ class K8s(Component):
         return self._pins
 
     def install(self) -> None:
-        ensure_debs({"openssl": "openssl", "flock": "util-linux"})
         # Progress (a cold build takes ~10 minutes on 2 cores) goes straight to the terminal.
         res = subprocess.run(
             ["bash", str(BUILD), "--quiet"], stdout=subprocess.PIPE, text=True, check=False

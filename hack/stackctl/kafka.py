@@ -12,7 +12,7 @@ import socket
 import struct
 import uuid
 
-from .core import CACHE, PORT_OFFSET, REPO, Component, StackError, ensure_debs, run
+from .core import CACHE, PORT_OFFSET, REPO, Component, StackError, run
 
 VERSION = "4.4.0"
 PORT = 59092 + PORT_OFFSET
@@ -55,7 +55,6 @@ class Kafka(Component):
         self.log4j = self.state_dir / "log4j2.properties"
 
     def install(self) -> None:
-        ensure_debs({"java": "openjdk-17-jre-headless", "mvn": "maven"})
         if (self.libs / f"kafka_2.13-{VERSION}.jar").exists():
             return
         tmp = self.libs.with_name("libs.partial")

@@ -21,7 +21,7 @@ import shutil
 import signal
 import sys
 
-from .core import PORT_OFFSET, REPO, Component, StackError, ensure_debs, log, run
+from .core import PORT_OFFSET, REPO, Component, StackError, log, run
 from .k8s import APISERVER_PORT, K8s, pins
 from .nodeagent import cleanup_orphans
 
@@ -41,7 +41,6 @@ class Node(Component):
         self.pki = self.k8s.pki
 
     def install(self) -> None:
-        ensure_debs({"buildah": "buildah"})
         res = run(["buildah", "--version"])
         # A node that cannot run containers must say so, not pretend (and not run them otherwise).
         probe = shutil.which("buildah") and _buildah_works()

@@ -19,7 +19,6 @@ from .core import (
     STATE,
     Component,
     StackError,
-    ensure_debs,
     is_root,
     log,
     run,
@@ -55,7 +54,7 @@ class Postgres(Component):
 
     def install(self) -> None:
         if not list(Path("/usr/lib/postgresql").glob("*/bin/postgres")):
-            ensure_debs({"/usr/lib/postgresql/15/bin/postgres": "postgresql"})
+            raise StackError("PostgreSQL is not installed: run `hack/stack deps`")
         if self.user:
             self._make_reachable()
 

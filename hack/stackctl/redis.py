@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 
-from .core import PORT_OFFSET, Component, ensure_debs, run
+from .core import PORT_OFFSET, Component, run
 
 PORT = 56379 + PORT_OFFSET
 
@@ -14,7 +14,7 @@ class Redis(Component):
     ports = (PORT,)
 
     def install(self) -> None:
-        ensure_debs({"redis-server": "redis-server"})
+        """Installed from Debian by `hack/stack deps` (hack/packages.txt)."""
 
     def version(self) -> str:
         return run(["redis-server", "--version"]).stdout.strip()
