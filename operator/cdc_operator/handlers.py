@@ -7,20 +7,24 @@ and the finalizer is `casscdc.io/finalizer`; it only does work when
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import kopf
 
 from cdc_operator.appliers.kube import Kube
 from cdc_operator.models import GROUP, VERSION
-from cdc_operator.reconcile import TableRef, delete_pipeline, reconcile
+from cdc_operator.progress import PROGRESS
+from cdc_operator.reconcile import MAX_PASSES, TableRef, delete_pipeline, reconcile
 
 PIPELINES = (GROUP, VERSION, "cdcpipelines")
 TABLES = (GROUP, VERSION, "tablereplications")
 STATUS_INTERVAL = float(os.environ.get("CDC_OPERATOR_STATUS_INTERVAL", "15"))
+THREADS = int(os.environ.get("CDC_OPERATOR_THREADS", str(MAX_PASSES + 4)))
 
 _kube: Kube | None = None
 
@@ -41,15 +45,46 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.finalizer = f"{GROUP}/finalizer"
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300
-    settings.batching.worker_limit = 20
+    # No limit on Kopf's per-object workers, on purpose. Kopf holds every handler until its
+    # indexes (`table_refs`) have seen every object, and an object is indexed by its own
+    # worker: with N workers allowed, N objects waiting for the index kept the (N+1)-th from
+    # ever entering it, and the operator reconciled nothing once a cluster held more than N
+    # pipelines and tables. A waiting worker is a coroutine (a few KiB), so any number is
+    # cheap; the costly part, a reconcile pass, is bounded inside the handlers instead
+    # (`reconcile.pass_slot`, CDC_OPERATOR_MAX_PASSES), where it cannot starve the index.
+    settings.queueing.worker_limit = None
+    # Blocking client calls run on a bounded pool of our own, not asyncio's default one.
+    asyncio.get_running_loop().set_default_executor(
+        ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="cdc-pass")
+    )
 
 
 @kopf.index(*TABLES)
 def table_refs(body: kopf.Body, meta: kopf.Meta, spec: kopf.Spec, **_: Any) -> Any:
     """TableReplications by (namespace, pipeline): no pass lists every table in a namespace."""
+    pipeline = spec["pipelineRef"]["name"]
+    PROGRESS.observe("TableReplication", meta["namespace"], meta["name"], pipeline,
+                     (meta.get("generation"), bool(meta.get("deletionTimestamp"))))  # fmt: skip
     if meta.get("deletionTimestamp"):
         return None
-    return {(meta["namespace"], spec["pipelineRef"]["name"]): TableRef.of(dict(body))}
+    return {(meta["namespace"], pipeline): TableRef.of(dict(body))}
+
+
+@kopf.index(*PIPELINES)
+def pipeline_generations(meta: kopf.Meta, **_: Any) -> Any:
+    """Only for the progress signal: a pipeline whose spec changed awaits a pass."""
+    PROGRESS.observe("CdcPipeline", meta["namespace"], meta["name"], meta["name"],
+                     (meta.get("generation"), bool(meta.get("deletionTimestamp"))))  # fmt: skip
+    return None
+
+
+@kopf.on.probe(id="progress")
+def progress(**_: Any) -> dict[str, int]:
+    """Fails the liveness endpoint (HTTP 500) when pending work sees no pass finish."""
+    why = PROGRESS.stalled()
+    if why:
+        raise kopf.PermanentError(f"no reconcile progress: {why}")
+    return {"pendingPipelines": PROGRESS.pending()}
 
 
 def _refs(kwargs: dict[str, Any], namespace: str, pipeline: str) -> Callable[[], list[TableRef]]:
@@ -76,6 +111,7 @@ async def pipeline_refresh(name: str, namespace: str | None, **kwargs: Any) -> N
 @kopf.on.delete(*PIPELINES)
 async def pipeline_deleted(body: kopf.Body, **_: Any) -> None:
     await delete_pipeline(dict(body))
+    PROGRESS.forget("CdcPipeline", body["metadata"]["namespace"], body["metadata"]["name"])
 
 
 @kopf.on.resume(*TABLES)

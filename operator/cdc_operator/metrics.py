@@ -26,3 +26,19 @@ PIPELINE_LAG = Gauge(
     "cdc_operator_pipeline_lag_events", "Consumer-group lag of the pipeline's workers",
     ["namespace", "pipeline"], registry=REGISTRY,
 )  # fmt: skip
+PENDING = Gauge(
+    "cdc_operator_pending_pipelines", "Pipelines with a spec or table change no pass covered yet",
+    registry=REGISTRY,
+)  # fmt: skip
+LAST_PASS = Gauge(
+    "cdc_operator_last_pass_timestamp_seconds", "When the last reconcile pass finished",
+    registry=REGISTRY,
+)  # fmt: skip
+STALLED = Gauge(
+    "cdc_operator_stalled", "1 while work is pending and no pass finished for the stall period",
+    registry=REGISTRY,
+)  # fmt: skip
+INFLIGHT = Gauge(
+    "cdc_operator_passes_in_flight", "Reconcile passes running now (bounded by the pass limit)",
+    registry=REGISTRY,
+)  # fmt: skip

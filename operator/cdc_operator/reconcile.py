@@ -9,6 +9,7 @@ depend on it, and the last good Secret is kept when credentials cannot be read.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from cdc_operator.builders.conditions import set_condition, summarize
 from cdc_operator.builders.debezium import node_id, properties
 from cdc_operator.builders.worker_config import Table, worker_config
 from cdc_operator.models import GROUP, VERSION, CdcPipelineSpec, TableReplicationSpec
+from cdc_operator.progress import PROGRESS
 
 API = f"{GROUP}/{VERSION}"
 HASH_ANNOTATION = "casscdc.io/content-hash"
@@ -41,6 +43,7 @@ def parse_duration(text: str) -> float:
 
 
 FULL_EVERY = 600.0
+MAX_PASSES = int(os.environ.get("CDC_OPERATOR_MAX_PASSES", "8"))
 
 
 @dataclass
@@ -53,7 +56,7 @@ class PipelineState:
     schemas: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     fingerprint: str | None = None
     last_full: float = 0.0
-    queued: bool = False
+    waiting: int = 0
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
@@ -111,37 +114,75 @@ async def reconcile(
     another's conditions with a stale copy.
     """
     st = state_for(namespace, name)
-    if st.queued and not force_secrets:
+    if st.waiting and not force_secrets:
         # A pass is already waiting for the lock; it reads the object (and is handed the
         # tables) when it starts, so it covers this request too: bursts of table events
         # collapse into one pass.
         return
-    st.queued = True
-    async with st.lock:
-        st.queued = False
-        body = await asyncio.to_thread(kube.get, API, "CdcPipeline", name, namespace)
-        if body is None or body["metadata"].get("deletionTimestamp"):
-            return
-        gen = body["metadata"].get("generation")
-        started = time.monotonic()
-        try:
-            refs = (
-                tables()
-                if tables is not None
-                else await asyncio.to_thread(tables_of, kube, namespace, name)
-            )
-            refs = sorted(refs, key=lambda r: r.name)
-            status = await _reconcile(kube, body, namespace, name, gen, st, force_secrets, refs)
-        except Exception:
-            M.RECONCILES.labels(namespace, name, "error").inc()
-            raise
-        await asyncio.to_thread(kube.patch_status, API, "CdcPipeline", name, namespace, status)
-        M.RECONCILES.labels(namespace, name, "ok").inc()
-        M.RECONCILE_SECONDS.labels(namespace).observe(time.monotonic() - started)
-        for c in status["conditions"]:
-            M.CONDITION.labels(namespace, name, c["type"]).set(1 if c["status"] == "True" else 0)
-        if status["lag"]["events"] is not None:
-            M.PIPELINE_LAG.labels(namespace, name).set(status["lag"]["events"])
+    st.waiting += 1
+    try:
+        await st.lock.acquire()
+    finally:
+        # Also when the wait is cancelled: a stuck flag would swallow every later request.
+        st.waiting -= 1
+    try:
+        async with pass_slot():
+            started = PROGRESS.started()
+            try:
+                await _pass(kube, namespace, name, tables, st, force_secrets)
+            finally:
+                PROGRESS.finished(namespace, name, started)
+    finally:
+        st.lock.release()
+
+
+_slots: asyncio.Semaphore | None = None
+
+
+def pass_slot() -> asyncio.Semaphore:
+    """The bound on concurrent passes (CDC_OPERATOR_MAX_PASSES, default 8).
+
+    It is taken inside a handler, i.e. after Kopf has indexed every object, and after the
+    pipeline's own lock, and nothing waits on anything else while holding it: a full set of
+    slots always drains. (Bounding Kopf's per-object workers instead deadlocked: see
+    `handlers.configure`.)
+    """
+    global _slots
+    if _slots is None:
+        _slots = asyncio.Semaphore(MAX_PASSES)
+    return _slots
+
+
+async def _pass(
+    kube: Kube, namespace: str, name: str, tables: Callable[[], list[TableRef]] | None,
+    st: PipelineState, force_secrets: bool,
+) -> None:  # fmt: skip
+    body = await asyncio.to_thread(kube.get, API, "CdcPipeline", name, namespace)
+    if body is None or body["metadata"].get("deletionTimestamp"):
+        return
+    gen = body["metadata"].get("generation")
+    started = time.monotonic()
+    M.INFLIGHT.inc()
+    try:
+        refs = (
+            tables()
+            if tables is not None
+            else await asyncio.to_thread(tables_of, kube, namespace, name)
+        )
+        refs = sorted(refs, key=lambda r: r.name)
+        status = await _reconcile(kube, body, namespace, name, gen, st, force_secrets, refs)
+    except Exception:
+        M.RECONCILES.labels(namespace, name, "error").inc()
+        raise
+    finally:
+        M.INFLIGHT.dec()
+    await asyncio.to_thread(kube.patch_status, API, "CdcPipeline", name, namespace, status)
+    M.RECONCILES.labels(namespace, name, "ok").inc()
+    M.RECONCILE_SECONDS.labels(namespace).observe(time.monotonic() - started)
+    for c in status["conditions"]:
+        M.CONDITION.labels(namespace, name, c["type"]).set(1 if c["status"] == "True" else 0)
+    if status["lag"]["events"] is not None:
+        M.PIPELINE_LAG.labels(namespace, name).set(status["lag"]["events"])
 
 
 async def _reconcile(

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import signal
 import subprocess
-import sys
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,46 +21,11 @@ import pytest
 import yaml
 from confluent_kafka.admin import AdminClient
 
-from cdc_operator.rbac import cluster_role, role
-from tests.support.worker_proc import free_port, wait_for
+from tests.support.kube import Cluster, Operator
+from tests.support.worker_proc import wait_for
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
-
-
-class Cluster:
-    def __init__(self, env: dict[str, str]) -> None:
-        bin_dir = env["PATH"].split(":")[0]
-        self.kubectl = str(Path(bin_dir) / "kubectl")
-        self.kubeconfig = env["KUBECONFIG"]
-
-    def run(self, *args: str, stdin: str | None = None, check: bool = True) -> Any:
-        return subprocess.run(
-            [self.kubectl, "--kubeconfig", self.kubeconfig, *args],
-            input=stdin, capture_output=True, text=True, check=check, timeout=60,
-        )  # fmt: skip
-
-    def apply(self, doc: Any, check: bool = True) -> Any:
-        docs = doc if isinstance(doc, list) else [doc]
-        return self.run("apply", "-f", "-", stdin=yaml.safe_dump_all(docs), check=check)
-
-    def get(self, kind: str, name: str, ns: str) -> dict[str, Any] | None:
-        res = self.run("get", kind, name, "-n", ns, "-o", "json", check=False)
-        return json.loads(res.stdout) if res.returncode == 0 else None
-
-
-@pytest.fixture(scope="module")
-def env(stack: Callable[..., dict[str, str]]) -> dict[str, str]:
-    return stack("k8s", "kafka", "vault", "redis", "postgres")
-
-
-@pytest.fixture(scope="module")
-def cluster(env: dict[str, str]) -> Cluster:
-    c = Cluster(env)
-    c.run("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
-    c.run("wait", "--for=condition=Established", "crd/cdcpipelines.casscdc.io",
-          "crd/tablereplications.casscdc.io", "--timeout=60s")  # fmt: skip
-    return c
 
 
 @pytest.fixture
@@ -72,60 +35,6 @@ def ns(cluster: Cluster) -> Iterator[str]:
     yield name
     cluster.run("delete", "namespace", name, "--wait=false", check=False)
     cluster.run("delete", "clusterrole,clusterrolebinding", f"cdc-operator-{name}", check=False)
-
-
-class Operator:
-    def __init__(self, cluster: Cluster, ns: str, tmp: Path) -> None:
-        cluster.apply([
-            {"apiVersion": "v1", "kind": "ServiceAccount",
-             "metadata": {"name": "cdc-operator", "namespace": ns}},
-            role("cdc-operator", ns),
-            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-             "metadata": {"name": "cdc-operator", "namespace": ns},
-             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
-                         "name": "cdc-operator"},
-             "subjects": [{"kind": "ServiceAccount", "name": "cdc-operator", "namespace": ns}]},
-            cluster_role(f"cdc-operator-{ns}"),
-            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-             "metadata": {"name": f"cdc-operator-{ns}"},
-             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                         "name": f"cdc-operator-{ns}"},
-             "subjects": [{"kind": "ServiceAccount", "name": "cdc-operator", "namespace": ns}]},
-        ])  # fmt: skip
-        token = cluster.run("create", "token", "cdc-operator", "-n", ns, "--duration=2h").stdout
-        admin = yaml.safe_load(Path(cluster.kubeconfig).read_text())
-        clusters = admin["clusters"][:1]
-        self.kubeconfig = tmp / "operator.kubeconfig"
-        self.kubeconfig.write_text(yaml.safe_dump({
-            "apiVersion": "v1", "kind": "Config", "clusters": clusters,
-            "users": [{"name": "sa", "user": {"token": token.strip()}}],
-            "contexts": [{"name": "sa", "context": {"cluster": clusters[0]["name"],
-                                                    "user": "sa", "namespace": ns}}],
-            "current-context": "sa",
-        }))  # fmt: skip
-        self.ns = ns
-        self.metrics_port = free_port()
-        self.log = tmp / "operator.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Operator:
-        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig),
-               "CDC_OPERATOR_STATUS_INTERVAL": "2",
-               "CDC_OPERATOR_LIVENESS": f"http://127.0.0.1:{free_port()}/healthz",
-               "CDC_OPERATOR_METRICS_PORT": str(self.metrics_port)}  # fmt: skip
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "cdc_operator.cli", "--namespace", self.ns],
-            stdout=open(self.log, "ab"), stderr=subprocess.STDOUT, env=env,  # noqa: SIM115
-        )  # fmt: skip
-        return self
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            self.proc.wait(30)
-
-    def logs(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
 
 
 def pipeline(ns: str, name: str, env: dict[str, str], **kw: Any) -> dict[str, Any]:
