@@ -23,8 +23,6 @@ MANIFEST = REPO / "hack" / "packages.txt"
 # What the README asks for before `make`: checked and reported, never installed by us.
 PREREQUISITES = {
     "python3.11": ("python3.11 with venv and ensurepip", ["python3.11", "--version"]),
-    "java": ("JDK 17 (java)", ["java", "-version"]),
-    "mvn": ("Maven", ["mvn", "-B", "-v"]),
     "go": ("Go 1.26+", ["go", "version"]),
 }
 

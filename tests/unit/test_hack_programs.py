@@ -20,10 +20,9 @@ sys.path.insert(0, str(REPO / "hack"))
 
 from stackctl import deps  # noqa: E402
 
-# README: "Python 3.11, JDK 17, Maven, Go; root or sudo for Debian packages", plus the
-# Debian tools that exist wherever apt-get does.
-PREREQUISITES = {"python3", "python3.11", "java", "mvn", "go", "sudo", "apt-get", "dpkg-query",
-                 "dpkg"}  # fmt: skip
+# README: "Python 3.11 and Go 1.26+; root or sudo for Debian packages", plus the Debian
+# tools that exist wherever apt-get does.
+PREREQUISITES = {"python3", "python3.11", "go", "sudo", "apt-get", "dpkg-query", "dpkg"}
 # Built or installed by the project itself (Go module proxy, PyPI, uv, Maven Central).
 BUILT = {"kubectl", "helm", "kube-apiserver", "kube-controller-manager", "kube-scheduler",
          "etcd", "etcdctl", "bao", "uv", "pytest", "ruff", "mypy", "cdc-operator",
