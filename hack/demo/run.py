@@ -142,6 +142,9 @@ def install_chart(kube: Kube, image: str) -> None:
         f"watchNamespaces[0]={NAMESPACE}",
         "--set",
         "statusIntervalSeconds=3",
+        # The stack's OpenBao is a dev server on http:// (a cluster-admin decision).
+        "--set",
+        "security.allowInsecureVault=true",
     )
 
 

@@ -16,10 +16,11 @@ from typing import Any
 
 import kopf
 
+from cdc_operator import kafka_step
 from cdc_operator.appliers.kube import Kube
-from cdc_operator.models import GROUP, VERSION
+from cdc_operator.models import GROUP, VERSION, CdcPipelineSpec
 from cdc_operator.progress import PROGRESS
-from cdc_operator.reconcile import MAX_PASSES, TableRef, delete_pipeline, reconcile
+from cdc_operator.reconcile import MAX_PASSES, Rivals, TableRef, delete_pipeline, reconcile
 
 PIPELINES = (GROUP, VERSION, "cdcpipelines")
 TABLES = (GROUP, VERSION, "tablereplications")
@@ -71,11 +72,30 @@ def table_refs(body: kopf.Body, meta: kopf.Meta, spec: kopf.Spec, **_: Any) -> A
 
 
 @kopf.index(*PIPELINES)
-def pipeline_generations(meta: kopf.Meta, **_: Any) -> Any:
-    """Only for the progress signal: a pipeline whose spec changed awaits a pass."""
+def topic_claims(meta: kopf.Meta, spec: kopf.Spec, **_: Any) -> Any:
+    """Pipelines by the Kafka names they claim (topic prefix, dead-letter topic)."""
     PROGRESS.observe("CdcPipeline", meta["namespace"], meta["name"], meta["name"],
                      (meta.get("generation"), bool(meta.get("deletionTimestamp"))))  # fmt: skip
-    return None
+    if meta.get("deletionTimestamp"):
+        return None
+    try:
+        parsed = CdcPipelineSpec.model_validate(dict(spec))
+    except ValueError:
+        return None
+    mine = (meta.get("creationTimestamp") or "", meta["namespace"], meta["name"])
+    return dict.fromkeys(kafka_step.claims(parsed), mine)
+
+
+def _rivals(kwargs: dict[str, Any]) -> Rivals:
+    index: kopf.Index[Any, Any] = kwargs["topic_claims"]
+
+    def rival(body: dict[str, Any], spec: CdcPipelineSpec) -> str | None:
+        meta = body["metadata"]
+        mine = (meta.get("creationTimestamp") or "", meta["namespace"], meta["name"])
+        holders = {c: list(index.get(c, [])) for c in kafka_step.claims(spec)}
+        return kafka_step.rival(mine, spec, holders)
+
+    return rival
 
 
 @kopf.on.probe(id="progress")
@@ -98,14 +118,16 @@ def _refs(kwargs: dict[str, Any], namespace: str, pipeline: str) -> Callable[[],
 @kopf.on.update(*PIPELINES, field="spec")
 async def pipeline_changed(name: str, namespace: str | None, **kwargs: Any) -> None:
     assert namespace is not None
-    await reconcile(kube(), namespace, name, _refs(kwargs, namespace, name), force_secrets=True)
+    await reconcile(kube(), namespace, name, _refs(kwargs, namespace, name), force_secrets=True,
+                    rivals=_rivals(kwargs))  # fmt: skip
 
 
 @kopf.timer(*PIPELINES, interval=STATUS_INTERVAL, initial_delay=STATUS_INTERVAL)
 async def pipeline_refresh(name: str, namespace: str | None, **kwargs: Any) -> None:
     """Refresh credentials on `vault.refreshInterval`, and status (workers, lag) each pass."""
     assert namespace is not None
-    await reconcile(kube(), namespace, name, _refs(kwargs, namespace, name))
+    await reconcile(kube(), namespace, name, _refs(kwargs, namespace, name),
+                    rivals=_rivals(kwargs))  # fmt: skip
 
 
 @kopf.on.delete(*PIPELINES)
@@ -122,4 +144,5 @@ async def table_changed(spec: kopf.Spec, namespace: str | None, **kwargs: Any) -
     """A table joined, changed or left: reconcile its pipeline (topics, configs, workers)."""
     assert namespace is not None  # TableReplication is namespaced
     pipeline = spec["pipelineRef"]["name"]
-    await reconcile(kube(), namespace, pipeline, _refs(kwargs, namespace, pipeline))
+    await reconcile(kube(), namespace, pipeline, _refs(kwargs, namespace, pipeline),
+                    rivals=_rivals(kwargs))  # fmt: skip

@@ -94,7 +94,13 @@ class KafkaSpec(Model):
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     credentials: CredentialRef | None = None
     deletion_policy: Literal["Retain", "Delete"] = Field(
-        default="Retain", description="Delete removes the pipeline's topics with the pipeline"
+        default="Retain",
+        description="Delete removes the topics this pipeline created, with the pipeline",
+    )
+    adopt_existing_topics: bool = Field(
+        default=False,
+        description="manage (alter, and with Delete remove) topics that existed before the "
+        "pipeline; otherwise such a topic is reported (TopicNotOwned) and left alone",
     )
 
 
@@ -115,8 +121,19 @@ class RedisSpec(Model):
 
 
 class KubernetesAuth(Model):
+    """Vault's Kubernetes auth, as the pipeline's own ServiceAccount (never the operator's)."""
+
     role: str = Field(min_length=1, max_length=128)
     mount_path: str = Field(default="kubernetes", min_length=1, max_length=128)
+    service_account_name: str | None = Field(
+        default=None, pattern=_NAME, max_length=253,
+        description="ServiceAccount in the pipeline's namespace to log in as; default: "
+        "<pipeline>-cdc, created by the operator",
+    )  # fmt: skip
+    audience: str = Field(
+        default="vault", min_length=1, max_length=253,
+        description="audience of the short-lived token requested for that ServiceAccount",
+    )  # fmt: skip
 
 
 class VaultAuth(Model):
@@ -138,7 +155,14 @@ class SecretKeyRef(Model):
 
 
 class VaultSpec(Model):
-    address: str = Field(pattern=r"^https?://.+")
+    address: str = Field(
+        pattern=r"^https?://.+",
+        description="https:// (http:// only where the chart allows security.allowInsecureVault)",
+    )
+    ca_bundle: str | None = Field(
+        default=None, max_length=65536, pattern=r"^-----BEGIN CERTIFICATE-----",
+        description="PEM CA certificates to verify Vault's TLS certificate",
+    )  # fmt: skip
     kv_mount: str = Field(default="secret", min_length=1, max_length=128)
     auth: VaultAuth
     refresh_interval: str = Field(default="5m", pattern=_DURATION)
@@ -207,6 +231,9 @@ class CdcPipelineStatus(Model):
     lag: LagStatus | None = None
     last_event_time: str | None = None
     worker_summary: str | None = Field(default=None, description="ready/desired, for kubectl get")
+    owned_topics: list[str] | None = Field(
+        default=None, description="Kafka topics this pipeline created (or adopted)"
+    )
 
 
 class PipelineRef(Model):

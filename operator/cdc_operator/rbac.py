@@ -10,16 +10,24 @@ from typing import Any
 
 from cdc_operator.models import GROUP
 
-_RW = ["get", "list", "watch", "create", "update", "patch", "delete"]
+# Each verb is one the code uses (tests/unit/test_rbac.py keeps it that way): Kopf lists,
+# watches and patches the resources (finalizers, progress annotations) and the cleanup hook
+# deletes them; passes read pipelines, patch status, read Secrets named by secretRef, and
+# server-side apply (PATCH, or create when absent) what they own; TokenRequest for Vault.
+_APPLY = ["create", "patch"]
 
 RULES: list[dict[str, Any]] = [
     {"apiGroups": [GROUP], "resources": ["cdcpipelines", "tablereplications"],
-     "verbs": ["get", "list", "watch", "patch", "update"]},
+     "verbs": ["get", "list", "watch", "patch", "delete"]},
     {"apiGroups": [GROUP], "resources": ["cdcpipelines/status", "tablereplications/status"],
-     "verbs": ["get", "patch", "update"]},
-    {"apiGroups": [""], "resources": ["configmaps", "secrets", "services"], "verbs": _RW},
-    {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": _RW},
-    {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": _RW},
+     "verbs": ["patch"]},
+    {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", *_APPLY]},
+    {"apiGroups": [""], "resources": ["configmaps", "services"], "verbs": _APPLY},
+    # Each pipeline's own identity (Vault's Kubernetes auth, worker Pods), never the operator's.
+    {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": _APPLY},
+    {"apiGroups": [""], "resources": ["serviceaccounts/token"], "verbs": ["create"]},
+    {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", *_APPLY]},
+    {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": _APPLY},
     {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
 ]  # fmt: skip
 

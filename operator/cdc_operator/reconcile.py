@@ -17,29 +17,20 @@ from datetime import UTC, datetime
 from typing import Any
 
 from cdc_operator import metrics as M
-from cdc_operator.appliers import credentials, redis_status, topics
+from cdc_operator.appliers import redis_status, topics
 from cdc_operator.appliers.cassandra import CassandraError, enable_cdc_and_read_schemas
 from cdc_operator.appliers.kube import Kube
 from cdc_operator.builders import manifests, names
 from cdc_operator.builders.conditions import set_condition, summarize
 from cdc_operator.builders.debezium import node_id, properties
 from cdc_operator.builders.worker_config import Table, worker_config
+from cdc_operator.credentials_step import decode_secret, ensure_credentials
+from cdc_operator.kafka_step import kafka_settings, topic_wants
 from cdc_operator.models import GROUP, VERSION, CdcPipelineSpec, TableReplicationSpec
 from cdc_operator.progress import PROGRESS
+from cdc_operator.security import policy
 
 API = f"{GROUP}/{VERSION}"
-HASH_ANNOTATION = "casscdc.io/content-hash"
-
-
-def parse_duration(text: str) -> float:
-    total, num = 0.0, ""
-    for ch in text:
-        if ch.isdigit():
-            num += ch
-        else:
-            total += int(num) * {"s": 1, "m": 60, "h": 3600}[ch]
-            num = ""
-    return total
 
 
 FULL_EVERY = 600.0
@@ -50,8 +41,10 @@ MAX_PASSES = int(os.environ.get("CDC_OPERATOR_MAX_PASSES", "8"))
 class PipelineState:
     """What the operator remembers between passes (rebuilt from the cluster after a restart)."""
 
-    secret_hash: str | None = None
+    secret_version: str | None = None  # the owned Secret's resourceVersion
     secret_keys: list[str] = field(default_factory=list)
+    creds: dict[str, str] | None = None  # the last good values, for every pass
+    owned_topics: list[str] | None = None
     last_secret_refresh: float = 0.0
     schemas: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     fingerprint: str | None = None
@@ -61,20 +54,20 @@ class PipelineState:
 
 
 STATE: dict[tuple[str, str], PipelineState] = {}
+# Who else claims this pipeline's topic names: (body, spec) -> why it may not use them, or None.
+Rivals = Callable[[dict[str, Any], CdcPipelineSpec], str | None]
+
+
+def _migrating(body: dict[str, Any]) -> bool:
+    """A pipeline from before topic ownership was recorded: its topics are its own."""
+    status = body.get("status") or {}
+    return "ownedTopics" not in status and any(
+        c["type"] == "TopicsReady" and c["status"] == "True" for c in status.get("conditions") or []
+    )
 
 
 def state_for(namespace: str, name: str) -> PipelineState:
     return STATE.setdefault((namespace, name), PipelineState())
-
-
-def _kafka_settings(spec: CdcPipelineSpec, creds: dict[str, str]) -> dict[str, Any]:
-    out: dict[str, Any] = {"bootstrap.servers": spec.kafka.bootstrap_servers,
-                           "security.protocol": spec.kafka.security_protocol}  # fmt: skip
-    if spec.kafka.sasl_mechanism:
-        out |= {"sasl.mechanism": spec.kafka.sasl_mechanism,
-                "sasl.username": creds.get("KAFKA_USERNAME", ""),
-                "sasl.password": creds.get("KAFKA_PASSWORD", "")}  # fmt: skip
-    return out
 
 
 @dataclass(frozen=True)
@@ -106,6 +99,7 @@ async def reconcile(
     tables: Callable[[], list[TableRef]] | None = None,
     *,
     force_secrets: bool = False,
+    rivals: Rivals | None = None,
 ) -> None:
     """Reconcile one CdcPipeline and write its status and its tables' statuses.
 
@@ -129,7 +123,7 @@ async def reconcile(
         async with pass_slot():
             started = PROGRESS.started()
             try:
-                await _pass(kube, namespace, name, tables, st, force_secrets)
+                await _pass(kube, namespace, name, tables, st, force_secrets, rivals)
             finally:
                 PROGRESS.finished(namespace, name, started)
     finally:
@@ -155,7 +149,7 @@ def pass_slot() -> asyncio.Semaphore:
 
 async def _pass(
     kube: Kube, namespace: str, name: str, tables: Callable[[], list[TableRef]] | None,
-    st: PipelineState, force_secrets: bool,
+    st: PipelineState, force_secrets: bool, rivals: Rivals | None = None,
 ) -> None:  # fmt: skip
     body = await asyncio.to_thread(kube.get, API, "CdcPipeline", name, namespace)
     if body is None or body["metadata"].get("deletionTimestamp"):
@@ -170,7 +164,7 @@ async def _pass(
             else await asyncio.to_thread(tables_of, kube, namespace, name)
         )
         refs = sorted(refs, key=lambda r: r.name)
-        status = await _reconcile(kube, body, namespace, name, gen, st, force_secrets, refs)
+        status = await _reconcile(kube, body, namespace, name, gen, st, force_secrets, refs, rivals)
     except Exception:
         M.RECONCILES.labels(namespace, name, "error").inc()
         raise
@@ -187,52 +181,22 @@ async def _pass(
 
 async def _reconcile(
     kube: Kube, body: dict[str, Any], ns: str, name: str, gen: int | None,
-    st: PipelineState, force_secrets: bool, refs: list[TableRef],
+    st: PipelineState, force_secrets: bool, refs: list[TableRef], rivals: Rivals | None,
 ) -> Any:  # fmt: skip
     spec = CdcPipelineSpec.model_validate(body["spec"])
     conds: list[dict[str, Any]] = list((body.get("status") or {}).get("conditions") or [])
     owner = manifests.owner_reference(body)
     trs = [(r.name, r.spec) for r in refs]
 
-    # 1. Credentials → the workers' Secret (the last good one is kept on failure).
-    creds: dict[str, str] | None = None
-    interval = parse_duration(spec.vault.refresh_interval) if spec.vault else 300.0
-    due = (
-        force_secrets
-        or st.secret_hash is None
-        or time.monotonic() - st.last_secret_refresh >= interval
-    )
-    if due:
-        try:
-            creds = await asyncio.to_thread(
-                credentials.resolve, spec, lambda n: kube.get("v1", "Secret", n, ns)
-            )
-            secret = manifests.credentials_secret(ns, name, owner, creds)
-            h = manifests.digest(creds)
-            secret["metadata"]["annotations"] = {HASH_ANNOTATION: h}
-            await asyncio.to_thread(kube.apply, secret)
-            st.secret_hash, st.secret_keys = h, sorted(creds)
-            st.last_secret_refresh = time.monotonic()
-            conds = set_condition(conds, "SecretsReady", True, "Loaded",
-                                  f"{len(creds)} credential values loaded", gen)  # fmt: skip
-        except credentials.CredentialsError as e:
-            existing = await asyncio.to_thread(
-                kube.get, "v1", "Secret", names.secret_name(name), ns
-            )
-            if existing and st.secret_hash is None:
-                st.secret_hash = (existing["metadata"].get("annotations") or {}).get(
-                    HASH_ANNOTATION
-                )
-                st.secret_keys = sorted((existing.get("data") or {}).keys())
-            kept = "; keeping the last Secret" if existing else "; no Secret yet"
-            M.SECRET_REFRESH_FAILURES.labels(ns, name, e.reason).inc()
-            conds = set_condition(conds, "SecretsReady", False, e.reason, str(e) + kept, gen)
-    redis_password = (creds or {}).get("REDIS_PASSWORD")
+    # 1. Identity and credentials → the workers' Secret (the last good one is kept on failure).
+    conds = await ensure_credentials(kube, spec, ns, name, owner, gen, st, force_secrets, conds)
+    creds = st.creds or {}
+    redis_password = creds.get("REDIS_PASSWORD")
     # Steps 2-5 run when the spec, the tables or the credentials changed (or every
     # FULL_EVERY seconds); timer passes in between only observe, which keeps hundreds of
     # pipelines cheap (no admin calls to Kafka or Cassandra, no applies).
     fingerprint = manifests.digest(
-        [body["spec"], [(n, tr.model_dump()) for n, tr in trs], st.secret_hash]
+        [body["spec"], [(n, tr.model_dump()) for n, tr in trs], st.secret_version]
     )
     full = (
         force_secrets
@@ -240,30 +204,39 @@ async def _reconcile(
         or time.monotonic() - st.last_full >= FULL_EVERY
     )
 
-    # 2. Kafka topics.
-    kafka = _kafka_settings(spec, creds or {})
-    wants = [
-        topics.TopicWant(
-            names.topic(spec, tr),
-            spec.kafka.topic.partitions,
-            spec.kafka.topic.replication_factor,
-            spec.kafka.topic.retention_hours * 3_600_000,
-        )
-        for _, tr in trs
-    ]
-    wants.append(topics.TopicWant(spec.kafka.dead_letter_topic, spec.kafka.topic.partitions,
-                                  spec.kafka.topic.replication_factor,
-                                  spec.kafka.dead_letter_retention_hours * 3_600_000))  # fmt: skip
-    try:
-        if full:
-            actions = await asyncio.to_thread(topics.ensure_topics, kafka, wants)
-            msg = f"{len(wants)} topics" + (f" ({', '.join(actions)})" if actions else "")
-            conds = set_condition(conds, "TopicsReady", True, "TopicsReconciled", msg, gen)
-    except topics.TopicsError as e:
-        conds = set_condition(conds, "TopicsReady", False, "KafkaError", str(e), gen)
+    # 2. Kafka topics: only those the pipeline owns are altered; shared names are conflicts.
+    kafka = kafka_settings(spec, creds)
+    wants = topic_wants(spec, [tr for _, tr in trs])
+    rival = rivals(body, spec) if rivals else None
+    if rival:
+        conds = set_condition(conds, "Conflict", True, "TopicsInUse", rival, gen)
+        conds = set_condition(conds, "TopicsReady", False, "Conflict", rival, gen)
         full_ok = False
     else:
+        conds = [c for c in conds if c["type"] != "Conflict"]
         full_ok = True
+        if full:
+            try:
+                owned = set((body.get("status") or {}).get("ownedTopics") or [])
+                adopt = spec.kafka.adopt_existing_topics or _migrating(body)
+                res = await asyncio.to_thread(topics.ensure_topics, kafka, wants, owned, adopt)
+                st.owned_topics = sorted(res.owned)
+                if res.foreign:
+                    why = (
+                        f"{', '.join(sorted(res.foreign))} existed before this pipeline and "
+                        "are left unchanged (set kafka.adoptExistingTopics to manage them)"
+                    )
+                    conds = set_condition(conds, "TopicsReady", False, "TopicNotOwned", why, gen)
+                    full_ok = False
+                else:
+                    msg = f"{len(wants)} topics" + (
+                        f" ({', '.join(res.actions)})" if res.actions else ""
+                    )
+                    conds = set_condition(conds, "TopicsReady", True, "TopicsReconciled", msg,
+                                          gen)  # fmt: skip
+            except topics.TopicsError as e:
+                conds = set_condition(conds, "TopicsReady", False, "KafkaError", str(e), gen)
+                full_ok = False
 
     # 3. Cassandra: cdc = true and typed schemas, when the pipeline manages it.
     required = ["SecretsReady", "TopicsReady", "ConnectorConfigured", "WorkersAvailable"]
@@ -296,7 +269,8 @@ async def _reconcile(
             conds = set_condition(conds, "ConnectorConfigured", False, "InvalidConfig", msg, gen)
             full_ok = False
 
-    # 5. Workers.
+    # 5. Workers (only from an image the cluster admin allows: the Pods get the credentials).
+    image_refused = not policy().image_allowed(spec.worker.image)
     redis_pause = spec.redis is not None
     replicas = 0 if spec.paused and not redis_pause else spec.worker.replicas
     if full:
@@ -307,9 +281,11 @@ async def _reconcile(
         await asyncio.to_thread(kube.apply, manifests.worker_configmap(ns, name, owner, config))
         await asyncio.to_thread(kube.apply, manifests.metrics_service(ns, name, owner))
         await asyncio.to_thread(kube.apply, manifests.pod_disruption_budget(ns, name, owner))
-        if st.secret_hash is not None:
-            dep = manifests.worker_deployment(ns, name, owner, spec, manifests.digest(config),
-                                              st.secret_hash, st.secret_keys, replicas)  # fmt: skip
+        if st.secret_version is not None and not rival and not image_refused:
+            dep = manifests.worker_deployment(
+                ns, name, owner, spec, manifests.digest(config), st.secret_version,
+                st.secret_keys, replicas,
+            )  # fmt: skip
             await asyncio.to_thread(kube.apply, dep)
         # A failed step is retried on the next pass rather than after FULL_EVERY.
         st.fingerprint = fingerprint if full_ok else None
@@ -334,7 +310,12 @@ async def _reconcile(
     )
     ready = int(((current or {}).get("status") or {}).get("readyReplicas") or 0)
     desired = replicas if current else 0
-    if st.secret_hash is None:
+    if image_refused:
+        conds = set_condition(conds, "WorkersAvailable", False, "ImageNotAllowed",
+                              f"image {spec.worker.image} is not in the operator's "
+                              "security.allowedWorkerImages; the Deployment is left as it was",
+                              gen)  # fmt: skip
+    elif st.secret_version is None:
         conds = set_condition(conds, "WorkersAvailable", False, "WaitingForSecrets",
                               "the workers' Secret does not exist yet", gen)  # fmt: skip
     elif ready >= desired:
@@ -367,6 +348,8 @@ async def _reconcile(
         "workerSummary": f"{ready}/{desired}",
         "lag": {"events": sum(lag.values()) if lag else None},
     }
+    if st.owned_topics is not None:
+        status["ownedTopics"] = st.owned_topics
     if last:
         status["lastEventTime"] = _iso(last / 1e6)
     await _table_statuses(kube, ns, spec, refs, conds, lag, per_table)
@@ -410,13 +393,23 @@ async def _table_statuses(
 
 
 async def delete_pipeline(body: dict[str, Any]) -> None:
-    """Finalizer work: only with `kafka.deletionPolicy: Delete` are topics removed."""
+    """Finalizer work: with `kafka.deletionPolicy: Delete`, the topics the pipeline owns go.
+
+    Owned means recorded in `status.ownedTopics` (created or adopted by this pipeline), so the
+    tables' topics go even when the TableReplications were deleted first, and a topic the
+    pipeline merely named is never deleted. Kafka is reached with the pipeline's credentials.
+    """
     spec = CdcPipelineSpec.model_validate(body["spec"])
-    STATE.pop((body["metadata"]["namespace"], body["metadata"]["name"]), None)
+    ns, name = body["metadata"]["namespace"], body["metadata"]["name"]
+    st = STATE.pop((ns, name), None)
     if spec.kafka.deletion_policy != "Delete":
         return
-    kube = Kube()
-    trs = await asyncio.to_thread(tables_of, kube, body["metadata"]["namespace"],
-                                  body["metadata"]["name"])  # fmt: skip
-    names_ = [names.topic(spec, r.spec) for r in trs] + [spec.kafka.dead_letter_topic]
-    await asyncio.to_thread(topics.delete_topics, _kafka_settings(spec, {}), names_)
+    owned = (body.get("status") or {}).get("ownedTopics") or (st.owned_topics if st else None)
+    if not owned:
+        return
+    creds = st.creds if st and st.creds else None
+    if creds is None:
+        kube = Kube()
+        secret = await asyncio.to_thread(kube.get, "v1", "Secret", names.secret_name(name), ns)
+        creds = decode_secret(secret) if secret else {}
+    await asyncio.to_thread(topics.delete_topics, kafka_settings(spec, creds), list(owned))

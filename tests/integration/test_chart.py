@@ -153,7 +153,7 @@ def test_install_upgrade_uninstall_on_the_local_node(
               "--set", "image.pullPolicy=Never", "--set", "crds.create=false",
               "--set", f"watchNamespaces[0]={watched}",
               "--set", "ports.health=18080", "--set", "ports.metrics=19090",
-              "--set", "statusIntervalSeconds=2"]  # fmt: skip
+              "--set", "statusIntervalSeconds=2", "--set", "cleanupOnUninstall=true"]  # fmt: skip
     k("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"), check=False)
     try:
         helm("install", rel, str(CHART), *common)

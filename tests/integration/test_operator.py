@@ -166,7 +166,7 @@ def test_pipeline_lifecycle(cluster: Cluster, ns: str, env: dict[str, str], tmp_
 
         # Rotating the secret in OpenBao updates the Secret and rolls the workers.
         dep = cluster.get("deployment", "shop-worker", ns)
-        old_hash = dep["spec"]["template"]["metadata"]["annotations"]["casscdc.io/secret-hash"]  # type: ignore[index]
+        old_hash = dep["spec"]["template"]["metadata"]["annotations"]["casscdc.io/secret-version"]  # type: ignore[index]
         vault.secrets.kv.v2.create_or_update_secret(
             path=f"{ns}/postgres", secret={"username": "cdc", "password": "pw-2"},
             mount_point="secret",
@@ -176,7 +176,7 @@ def test_pipeline_lifecycle(cluster: Cluster, ns: str, env: dict[str, str], tmp_
         def rolled() -> bool:
             d = cluster.get("deployment", "shop-worker", ns) or {}
             ann = d["spec"]["template"]["metadata"]["annotations"]
-            return bool(ann["casscdc.io/secret-hash"] != old_hash)
+            return bool(ann["casscdc.io/secret-version"] != old_hash)
 
         wait_for(rolled, 30, "the pod template to change")
 

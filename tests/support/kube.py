@@ -77,7 +77,9 @@ class Operator:
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig),
                "CDC_OPERATOR_STATUS_INTERVAL": "2",
                "CDC_OPERATOR_LIVENESS": f"http://127.0.0.1:{self.liveness_port}/healthz",
-               "CDC_OPERATOR_METRICS_PORT": str(self.metrics_port), **extra_env}  # fmt: skip
+               "CDC_OPERATOR_METRICS_PORT": str(self.metrics_port),
+               # The stack's OpenBao is a dev server on http://.
+               "CDC_OPERATOR_ALLOW_INSECURE_VAULT": "true", **extra_env}  # fmt: skip
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "cdc_operator.cli", "--namespace", self.ns],
             stdout=open(self.log, "ab"), stderr=subprocess.STDOUT, env=env,  # noqa: SIM115

@@ -100,7 +100,7 @@ def test_worker_deployment_is_restricted_and_rolls_on_hash_change() -> None:
 
 def test_secret_keys_are_checked() -> None:
     s = manifests.credentials_secret("ns", "shop", OWNER, {"POSTGRES_PASSWORD": "p"})
-    assert s["stringData"] == {"POSTGRES_PASSWORD": "p"}
+    assert s["data"] == {"POSTGRES_PASSWORD": "cA=="}
     with pytest.raises(ValueError, match="unexpected"):
         manifests.credentials_secret("ns", "shop", OWNER, {"password": "p"})
 

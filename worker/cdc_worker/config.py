@@ -60,7 +60,7 @@ class PostgresConfig(_Model):
     def _where(self) -> PostgresConfig:
         if not self.dsn and not (self.host and self.database):
             raise ValueError("set either `dsn` or both `host` and `database`")
-        if self.dsn and urlsplit(self.dsn).password:
+        if self.dsn and _dsn_has_password(self.dsn):
             raise ValueError("`dsn` must not contain a password: use POSTGRES_PASSWORD(_FILE)")
         return self
 
@@ -207,3 +207,15 @@ def secret(env: dict[str, str], name: str) -> str | None:
         except OSError as e:
             raise ConfigError(f"cannot read {name}_FILE: {e.strerror}") from None
     return None
+
+
+def _dsn_has_password(dsn: str) -> bool:
+    """Both DSN forms: a URL's userinfo, and libpq's `key=value` pairs (psycopg parses them)."""
+    import psycopg.conninfo
+
+    if "://" in dsn:
+        return bool(urlsplit(dsn).password) or "password=" in (urlsplit(dsn).query or "").lower()
+    try:
+        return "password" in psycopg.conninfo.conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        return "password" in dsn.lower()

@@ -21,7 +21,18 @@ def load_config() -> client.ApiClient:
 
 class Kube:
     def __init__(self, api: client.ApiClient | None = None) -> None:
-        self.dyn = DynamicClient(api or load_config())
+        self.api = api or load_config()
+        self.dyn = DynamicClient(self.api)
+
+    def create_token(self, namespace: str, sa: str, audience: str, seconds: int = 600) -> str:
+        """A short-lived token for a ServiceAccount, valid only for `audience` (TokenRequest)."""
+        req = client.AuthenticationV1TokenRequest(
+            spec=client.V1TokenRequestSpec(audiences=[audience], expiration_seconds=seconds)
+        )
+        out = client.CoreV1Api(self.api).create_namespaced_service_account_token(sa, namespace, req)
+        if out.status is None or not out.status.token:
+            raise RuntimeError(f"TokenRequest for {namespace}/{sa} returned no token")
+        return str(out.status.token)
 
     def _res(self, api_version: str, kind: str) -> Any:
         return self.dyn.resources.get(api_version=api_version, kind=kind)

@@ -1,8 +1,14 @@
-"""Kafka topics: create what is missing, grow partitions, set retention; never delete data."""
+"""Kafka topics: create what is missing, grow partitions, set retention; never delete data.
+
+Only topics the pipeline owns are altered (and, with `deletionPolicy: Delete`, deleted): those
+it created, recorded in the pipeline's status (`ownedTopics`), or adopted when the pipeline
+says `adoptExistingTopics`. A topic that already existed belongs to someone else: naming it in
+a CR must not rewrite its retention or delete it (a confused deputy otherwise).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import KafkaException
@@ -28,16 +34,31 @@ class TopicWant:
     retention_ms: int
 
 
+@dataclass
+class TopicsResult:
+    actions: list[str] = field(default_factory=list)
+    owned: set[str] = field(default_factory=set)
+    foreign: list[str] = field(default_factory=list)  # exist, not ours: left alone
+
+
 def ensure_topics(
-    settings: dict[str, Any], wants: list[TopicWant], timeout: float = 15
-) -> list[str]:
-    """Make the topics match; returns human-readable actions taken."""
+    settings: dict[str, Any], wants: list[TopicWant], owned: set[str], adopt: bool = False,
+    timeout: float = 15,
+) -> TopicsResult:  # fmt: skip
+    """Make the owned topics match; create missing ones (and own them)."""
     admin = AdminClient({**settings, "socket.timeout.ms": int(timeout * 1000)})
     try:
         meta = admin.list_topics(timeout=timeout)
     except KafkaException as e:
         raise TopicsError(f"Kafka unreachable: {e.args[0].str()}") from None
-    actions: list[str] = []
+    out = TopicsResult(owned={t for t in owned if t in meta.topics})
+    for w in wants:
+        if w.name in meta.topics and w.name not in out.owned:
+            if adopt:
+                out.owned.add(w.name)
+                out.actions.append(f"adopted {w.name}")
+            else:
+                out.foreign.append(w.name)
     create = [w for w in wants if w.name not in meta.topics]
     if create:
         futures = admin.create_topics(
@@ -48,34 +69,58 @@ def ensure_topics(
         for name, f in futures.items():
             try:
                 f.result(timeout)
-                actions.append(f"created {name}")
+                out.actions.append(f"created {name}")
+                out.owned.add(name)
             except KafkaException as e:
                 if e.args[0].name() != "TOPIC_ALREADY_EXISTS":
                     raise TopicsError(f"create {name}: {e.args[0].str()}") from None
-    grow = [w for w in wants if w.name in meta.topics
-            and len(meta.topics[w.name].partitions) < w.partitions]  # fmt: skip
+                out.foreign.append(name)  # created by someone else meanwhile
+    mine = [w for w in wants if w.name in meta.topics and w.name in out.owned]
+    grow = [w for w in mine if len(meta.topics[w.name].partitions) < w.partitions]
     if grow:
         futures = admin.create_partitions([NewPartitions(w.name, w.partitions) for w in grow])
         for name, f in futures.items():
             try:
                 f.result(timeout)
-                actions.append(f"grew {name}")
+                out.actions.append(f"grew {name}")
             except KafkaException as e:
                 raise TopicsError(f"grow {name}: {e.args[0].str()}") from None
-    existing = [w for w in wants if w.name in meta.topics]
-    if existing:
-        resources = [
-            ConfigResource(ConfigResource.Type.TOPIC, w.name, incremental_configs=[
-                ConfigEntry("retention.ms", str(w.retention_ms),
-                            incremental_operation=AlterConfigOpType.SET)])
-            for w in existing
-        ]  # fmt: skip
-        for res, f in admin.incremental_alter_configs(resources).items():
-            try:
-                f.result(timeout)
-            except KafkaException as e:
-                raise TopicsError(f"configure {res.name}: {e.args[0].str()}") from None
-    return actions
+    _set_retention(admin, mine, out, timeout)
+    return out
+
+
+def _set_retention(
+    admin: AdminClient, mine: list[TopicWant], out: TopicsResult, timeout: float
+) -> None:
+    """Alter retention.ms only where it differs (described first: no write when in line)."""
+    if not mine:
+        return
+    described = admin.describe_configs(
+        [ConfigResource(ConfigResource.Type.TOPIC, w.name) for w in mine],
+        request_timeout=timeout,
+    )
+    current: dict[str, str | None] = {}
+    for res, f in described.items():
+        try:
+            entry = f.result(timeout).get("retention.ms")
+            current[res.name] = entry.value if entry is not None else None
+        except KafkaException as e:
+            raise TopicsError(f"describe {res.name}: {e.args[0].str()}") from None
+    differ = [w for w in mine if current.get(w.name) != str(w.retention_ms)]
+    if not differ:
+        return
+    resources = [
+        ConfigResource(ConfigResource.Type.TOPIC, w.name, incremental_configs=[
+            ConfigEntry("retention.ms", str(w.retention_ms),
+                        incremental_operation=AlterConfigOpType.SET)])
+        for w in differ
+    ]  # fmt: skip
+    for res, f in admin.incremental_alter_configs(resources).items():
+        try:
+            f.result(timeout)
+            out.actions.append(f"set retention of {res.name}")
+        except KafkaException as e:
+            raise TopicsError(f"configure {res.name}: {e.args[0].str()}") from None
 
 
 def delete_topics(settings: dict[str, Any], names: list[str], timeout: float = 15) -> None:

@@ -8,6 +8,8 @@ overridden through `spec.debezium.config`; the local stack overrides them.
 
 from __future__ import annotations
 
+import re
+
 from cdc_operator.builders.names import topic
 from cdc_operator.models import CdcPipelineSpec, TableReplicationSpec
 
@@ -49,6 +51,9 @@ def properties(
     pipeline: str, spec: CdcPipelineSpec, tables: list[TableReplicationSpec], contact_point: str
 ) -> str:
     """The agent's config.properties for the node at `contact_point`."""
+    odd = [k for k in spec.debezium.config if not _KEY.fullmatch(k)]
+    if odd:
+        raise ValueError(f"spec.debezium.config: keys {odd} are not property names [A-Za-z0-9._-]")
     bad = [k for k in spec.debezium.config if any(f in k.lower() for f in FORBIDDEN)]
     if bad:
         raise ValueError(f"spec.debezium.config: {bad} look like secrets; use credentials refs")
@@ -74,4 +79,24 @@ def properties(
 
 
 def _escape(v: str) -> str:
-    return v.replace("\\", "\\\\").replace("\n", "\\n")
+    """A value as java.util.Properties reads it back: no line ends, ASCII only."""
+    out = []
+    for i, ch in enumerate(v):
+        if ch in _ESCAPES:
+            out.append(_ESCAPES[ch])
+        elif ch == " " and i == 0:
+            out.append("\\ ")
+        elif ord(ch) < 0x20 or ord(ch) > 0x7E:
+            out.append(f"\\u{ord(ch):04x}" if ord(ch) <= 0xFFFF else _surrogates(ch))
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def _surrogates(ch: str) -> str:
+    hi, lo = divmod(ord(ch) - 0x10000, 0x400)
+    return f"\\u{0xD800 + hi:04x}\\u{0xDC00 + lo:04x}"
+
+
+_KEY = re.compile(r"[A-Za-z0-9._-]+")
+_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\f": "\\f"}

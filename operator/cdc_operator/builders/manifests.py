@@ -3,18 +3,20 @@
 The worker Pod passes the "restricted" Pod Security Standard: non-root, no
 privilege escalation, all capabilities dropped, RuntimeDefault seccomp, and a
 read-only root filesystem with an emptyDir for /tmp. Credentials reach it only
-through the owned Secret (env `secretKeyRef`); the pod template carries hashes of
-the config and of the Secret, so a change of either rolls the workers.
+through the owned Secret (env `secretKeyRef`); the pod template carries a hash of
+the config and the Secret's resourceVersion, so a change of either rolls the workers.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 from typing import Any
 
 import yaml
 
+from cdc_operator.builders import names
 from cdc_operator.builders.names import (
     connector_name,
     labels,
@@ -70,7 +72,16 @@ def credentials_secret(ns: str, pipeline: str, owner: Any, values: dict[str, str
     return {
         "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
         "metadata": _meta(secret_name(pipeline), ns, pipeline, "credentials", owner),
-        "stringData": dict(sorted(values.items())),
+        "data": {k: base64.b64encode(v.encode()).decode() for k, v in sorted(values.items())},
+    }  # fmt: skip
+
+
+def service_account(ns: str, pipeline: str, owner: Any) -> dict[str, Any]:
+    """The pipeline's own identity: Vault logins and the worker Pods (no token mounted)."""
+    return {
+        "apiVersion": "v1", "kind": "ServiceAccount",
+        "metadata": _meta(names.service_account(pipeline), ns, pipeline, "identity", owner),
+        "automountServiceAccountToken": False,
     }  # fmt: skip
 
 
@@ -80,7 +91,7 @@ def worker_deployment(
     owner: Any,
     spec: CdcPipelineSpec,
     config_hash: str,
-    secret_hash: str,
+    secret_version: str,
     secret_keys: list[str],
     replicas: int,
 ) -> dict[str, Any]:
@@ -127,11 +138,12 @@ def worker_deployment(
                 "metadata": {
                     "labels": labels(pipeline, "worker"),
                     "annotations": {"casscdc.io/config-hash": config_hash,
-                                    "casscdc.io/secret-hash": secret_hash,
+                                    "casscdc.io/secret-version": secret_version,
                                     "prometheus.io/scrape": "true",
                                     "prometheus.io/port": str(HTTP_PORT)},
                 },
                 "spec": {
+                    "serviceAccountName": names.service_account(pipeline),
                     "automountServiceAccountToken": False,
                     "securityContext": {"runAsNonRoot": True, "runAsUser": 10001,
                                         "runAsGroup": 10001, "fsGroup": 10001,

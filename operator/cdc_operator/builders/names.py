@@ -24,6 +24,10 @@ def secret_name(pipeline: str) -> str:
     return f"{pipeline}-credentials"[:63]
 
 
+def service_account(pipeline: str) -> str:
+    return f"{pipeline}-cdc"[:63]
+
+
 def group_id(namespace: str, pipeline: str) -> str:
     return f"cdc.{namespace}.{pipeline}"
 
