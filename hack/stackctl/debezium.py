@@ -11,19 +11,26 @@ CDC_DEBEZIUM_CONFIG names a properties file (the one the operator renders from a
 that file then runs exactly as given, with the working directory .stack/debezium, where
 application.conf (the driver's contact points) is always rendered.
 
-Health: the agent's /health answers 200 even when the agent sees no table at all, so it is not
-enough. The agent is healthy when its process is alive, /health answers 200, and its log of this
-start shows the schema holder initialised and no failed schema refresh. A start with "proceeding
-without schema metadata" (the bundled driver 4.14 cannot parse a `vector<…>` column anywhere in
-the cluster; the agent then captures nothing) fails `up` at once.
+It runs under the product's supervisor, `.venv/bin/cdc-agent` (worker/cdc_worker/agent, see
+docs/agent.md), exactly as in a Cassandra Pod's sidecar: cdc-agent starts `java … -jar <jar>
+config.properties` as its child, copies the agent's log to its own output (.stack/debezium/
+debezium.log holds both), restarts the agent when the properties file's content changes, when
+a cdc = true table appears (the agent misses a table created together with its keyspace, or one
+using a UDT created while it runs) and when it dies; its HTTP port (58001) serves /status,
+/readyz and /metrics. So after DDL nothing needs restarting by hand, and writing another
+properties file over the active one (`DEBEZIUM_CONFIG` in `hack/stack env`) switches the agent.
 
-The agent only learns some schema changes by restarting (a table created together with its
-keyspace, tables using a UDT created while it runs): after such DDL run
-`hack/stack down debezium && hack/stack up debezium`.
+Health: the agent's /health answers 200 even when the agent sees no table at all, so it is not
+enough. The component is healthy when cdc-agent runs, its /status shows the agent of the
+current start "ready" (its log shows the schema holder initialised and no failed schema
+refresh since that start) and the agent's /health answers 200. An agent that started "without
+schema metadata" (the bundled driver 4.14 cannot parse a `vector<…>` column anywhere in the
+cluster; the agent then captures nothing) fails `up` at once.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import urllib.error
 import urllib.request
@@ -31,49 +38,24 @@ from pathlib import Path
 from string import Template
 
 from .cassandra import CQL_PORT, LOCAL_DC, cassandra_yaml
-from .core import CACHE, PORT_OFFSET, REPO, Component, StackError, log, run
+from .core import CACHE, PORT_OFFSET, REPO, STATE, Component, StackError, log, run
 from .kafka import PORT as KAFKA_PORT
 
 VERSION = "3.4.1.Final"
 BUNDLED_CASSANDRA = "5.0.2"  # cassandra-all inside the jar-with-dependencies
 ARTIFACT = "io.debezium:debezium-connector-cassandra-5"
 HTTP_PORT = 58000 + PORT_OFFSET
+AGENT_PORT = 58001 + PORT_OFFSET  # cdc-agent: /status, /readyz, /metrics
+CDC_AGENT = REPO / ".venv" / "bin" / "cdc-agent"
+JAVA_OPTS = "-Xms256m -Xmx512m -XX:ParallelGCThreads=1 -XX:ConcGCThreads=1"
 TEMPLATES = REPO / "hack" / "debezium"
 DEFAULTS = {"TOPIC_PREFIX": "casscdc", "SNAPSHOT_MODE": "never", "SCHEMAS_ENABLE": "true"}
 
-# Logged once the driver has loaded the schema and the CDC tables are registered.
-READY_LINE = "Initialized SchemaHolder."
-# The driver could not read the schema at start: the agent will emit nothing for any table.
-BLIND_LINE = "proceeding without schema metadata"
-# A schema refresh failed while running: tables created from now on are not registered.
-REFRESH_FAILED_LINE = "Unexpected error while refreshing schema"
-
-# The JDK 17 options the connector's own build runs its Cassandra 5 tests with
-# (Cassandra's jvm17-clients.options plus java.io and java.nio).
-JVM17_OPTIONS = [
-    "--add-exports=java.base/jdk.internal.misc=ALL-UNNAMED",
-    "--add-exports=java.management.rmi/com.sun.jmx.remote.internal.rmi=ALL-UNNAMED",
-    "--add-exports=java.rmi/sun.rmi.registry=ALL-UNNAMED",
-    "--add-exports=java.rmi/sun.rmi.server=ALL-UNNAMED",
-    "--add-exports=java.sql/java.sql=ALL-UNNAMED",
-    "--add-exports=java.base/java.lang.ref=ALL-UNNAMED",
-    "--add-exports=jdk.unsupported/sun.misc=ALL-UNNAMED",
-    "--add-opens=java.base/java.lang.module=ALL-UNNAMED",
-    "--add-opens=java.base/jdk.internal.loader=ALL-UNNAMED",
-    "--add-opens=java.base/jdk.internal.ref=ALL-UNNAMED",
-    "--add-opens=java.base/jdk.internal.reflect=ALL-UNNAMED",
-    "--add-opens=java.base/jdk.internal.math=ALL-UNNAMED",
-    "--add-opens=java.base/jdk.internal.module=ALL-UNNAMED",
-    "--add-opens=java.base/jdk.internal.util.jar=ALL-UNNAMED",
-    "--add-opens=jdk.management/com.sun.management.internal=ALL-UNNAMED",
-    "--add-opens=java.base/sun.nio.ch=ALL-UNNAMED",
-    "--add-opens=java.base/java.io=ALL-UNNAMED",
-    "--add-opens=java.base/java.lang=ALL-UNNAMED",
-    "--add-opens=java.base/java.lang.reflect=ALL-UNNAMED",
-    "--add-opens=java.base/java.util=ALL-UNNAMED",
-    "--add-opens=java.base/java.nio=ALL-UNNAMED",
-    "-Dio.netty.tryReflectionSetAccessible=true",
-]
+# What cdc-agent's /status reports as the agent's phase (cdc_worker.agent.logscan), from these
+# lines of the agent's log: "Initialized SchemaHolder." (ready), "proceeding without schema
+# metadata" (blind: captures nothing), "Unexpected error while refreshing schema" (tables created
+# from now on are not registered).
+READY_PHASE, BLIND_PHASE = "ready", "blind"
 
 
 class Debezium(Component):
@@ -93,9 +75,11 @@ class Debezium(Component):
         # The properties file the running agent was started with (rendered or CDC_DEBEZIUM_CONFIG).
         self.active = self.state_dir / "active-config"
         override = os.environ.get("CDC_DEBEZIUM_CONFIG")
-        self.ports = (self._http_port(Path(override)) if override else HTTP_PORT,)
+        self.ports = (self._http_port(Path(override)) if override else HTTP_PORT, AGENT_PORT)
 
     def install(self) -> None:
+        if not CDC_AGENT.exists():
+            raise StackError(f"debezium: {CDC_AGENT} is missing; run `make install` first")
         if self.jar.exists():
             return
         tmp = self.dir.with_name(self.dir.name + ".partial")
@@ -156,18 +140,29 @@ class Debezium(Component):
         self.active.write_text(f"{config}\n")
         self.proc.start(
             [
-                "java",
-                "-Xms256m",
-                "-Xmx512m",
-                "-XX:+UseG1GC",
-                "-XX:ParallelGCThreads=1",
-                "-XX:ConcGCThreads=1",
-                "-Djava.net.preferIPv4Stack=true",
-                *JVM17_OPTIONS,
-                f"-Dlogback.configurationFile=file://{self.logback}",
-                "-jar",
-                str(self.jar),
-                str(config),
+                CDC_AGENT,
+                "--config",
+                config,
+                "--jar",
+                self.jar,
+                "--java-opts",
+                f"{JAVA_OPTS} -Dlogback.configurationFile=file://{self.logback}",
+                "--workdir",
+                self.state_dir,
+                "--cassandra",
+                f"127.0.0.1:{CQL_PORT}",
+                "--cdc-raw",
+                STATE / "cassandra" / "cdc_raw",
+                "--port",
+                str(AGENT_PORT),
+                "--table-poll",
+                "1",
+                "--health-interval",
+                "2",
+                "--stall-after",
+                "60",
+                "--backoff-max",
+                "10",
             ],
             cwd=self.state_dir,
         )
@@ -196,19 +191,25 @@ class Debezium(Component):
             pass
         return 8000  # the connector's default
 
+    def agent_status(self) -> dict[str, object]:
+        """cdc-agent's /status ({} when it does not answer)."""
+        try:
+            url = f"http://127.0.0.1:{AGENT_PORT}/status"
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                return json.loads(resp.read())  # type: ignore[no-any-return]
+        except (OSError, ValueError, urllib.error.URLError):
+            return {}
+
     def healthy(self) -> bool:
         if not self.proc.alive():
             return False
-        try:
-            text = self.proc.log_file.read_text(errors="replace")
-        except OSError:
-            return False
-        if BLIND_LINE in text:
+        phase = self.agent_status().get("phase")
+        if phase == BLIND_PHASE:
             raise StackError(
                 f"debezium: the agent started without schema metadata and would capture nothing "
                 f"(a vector<…> column anywhere in the cluster?); see {self.proc.log_file}"
             )
-        if READY_LINE not in text or REFRESH_FAILED_LINE in text:
+        if phase != READY_PHASE:
             return False
         port = self._http_port(self._active_config())
         try:
@@ -216,6 +217,12 @@ class Debezium(Component):
                 return resp.status == 200  # type: ignore[no-any-return]
         except (OSError, urllib.error.URLError):
             return False
+
+    def status(self) -> str:
+        try:
+            return super().status()
+        except StackError:
+            return "unhealthy"
 
     def env(self) -> dict[str, str]:
         text = ""
@@ -238,4 +245,7 @@ class Debezium(Component):
             "DEBEZIUM_CASSANDRA_YAML": str(cassandra_yaml()),
             "DEBEZIUM_DRIVER_CONFIG": str(self.driver_conf),
             "DEBEZIUM_STATE_DIR": str(self.state_dir),
+            # The file cdc-agent watches: writing other properties into it restarts the agent.
+            "DEBEZIUM_CONFIG": str(self._active_config()),
+            "CDC_AGENT_URL": f"http://127.0.0.1:{AGENT_PORT}",
         }

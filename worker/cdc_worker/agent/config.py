@@ -1,0 +1,114 @@
+"""`cdc-agent` settings: command-line flags, each defaulting to a `CDC_AGENT_*` variable.
+
+What the agent itself is configured with stays in the properties file the operator renders; the
+supervisor reads from it only what it needs to watch the same data path (topic prefix, Kafka
+bootstrap and security protocol, the node's cassandra.yaml for its cdc_raw directory).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+DEFAULT_JAR = "/opt/debezium/debezium-connector-cassandra-5-jar-with-dependencies.jar"
+
+
+@dataclass(frozen=True)
+class Settings:
+    config: Path
+    jar: Path
+    java: str = "java"
+    java_opts: tuple[str, ...] = ("-Xms256m", "-Xmx512m")
+    workdir: Path = Path()
+    cassandra: str = "127.0.0.1:9042"
+    cassandra_username: str = field(default="", repr=False)
+    cassandra_password: str = field(default="", repr=False)
+    cdc_raw: Path | None = None
+    port: int = 8090
+    table_poll: float = 10.0
+    health_interval: float = 5.0
+    stall_after: float = 120.0
+    backoff_base: float = 1.0
+    backoff_max: float = 60.0
+    stable_after: float = 60.0
+    min_restart_interval: float = 10.0
+    stop_timeout: float = 25.0
+    log_level: str = "INFO"
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(f"CDC_AGENT_{name}", default)
+
+
+def parse_args(argv: list[str] | None = None) -> Settings:
+    ap = argparse.ArgumentParser(
+        prog="cdc-agent",
+        description="Runs the Debezium Cassandra agent beside this node: restarts it when its "
+        "properties or the set of cdc = true tables change, or when it dies; reports per-table "
+        "capture health on /metrics, /healthz, /readyz and /status.",
+    )
+    add = ap.add_argument
+    add("--config", default=_env("CONFIG", ""), help="properties file ($CDC_AGENT_CONFIG)")
+    add("--jar", default=_env("JAR", DEFAULT_JAR), help="connector jar-with-dependencies")
+    add("--java", default=_env("JAVA", "java"))
+    add("--java-opts", default=_env("JAVA_OPTS", "-Xms256m -Xmx512m"), help="JVM options")
+    add("--workdir", default=_env("WORKDIR", "."), help="the agent's working directory")
+    add("--cassandra", default=_env("CASSANDRA", "127.0.0.1:9042"), help="this node, host:port")
+    add("--cdc-raw", default=_env("CDC_RAW_DIR", ""), help="default: from cassandra.yaml")
+    add("--port", type=int, default=int(_env("PORT", "8090")), help="HTTP port")
+    add("--table-poll", type=float, default=float(_env("TABLE_POLL_SECONDS", "10")))
+    add("--health-interval", type=float, default=float(_env("HEALTH_INTERVAL_SECONDS", "5")))
+    add("--stall-after", type=float, default=float(_env("STALL_AFTER_SECONDS", "120")))
+    add("--backoff-max", type=float, default=float(_env("BACKOFF_MAX_SECONDS", "60")))
+    add("--log-level", default=os.environ.get("CDC_LOG_LEVEL", "INFO"))
+    a = ap.parse_args(argv)
+    if not a.config:
+        ap.error("--config (or CDC_AGENT_CONFIG) is required")
+    return Settings(
+        config=Path(a.config),
+        jar=Path(a.jar),
+        java=a.java,
+        java_opts=tuple(shlex.split(a.java_opts)),
+        workdir=Path(a.workdir),
+        cassandra=a.cassandra,
+        cassandra_username=_env("CASSANDRA_USERNAME", ""),
+        cassandra_password=_env("CASSANDRA_PASSWORD", ""),
+        cdc_raw=Path(a.cdc_raw) if a.cdc_raw else None,
+        port=a.port,
+        table_poll=a.table_poll,
+        health_interval=a.health_interval,
+        stall_after=a.stall_after,
+        backoff_max=a.backoff_max,
+        log_level=a.log_level,
+    )  # fmt: skip
+
+
+def kafka_conf(p: dict[str, str]) -> dict[str, str]:
+    """librdkafka settings for reading the table topics the agent's producer writes."""
+    conf = {"bootstrap.servers": p.get("kafka.producer.bootstrap.servers", "localhost:9092")}
+    for key in ("security.protocol", "sasl.mechanism", "ssl.ca.location"):
+        if f"kafka.producer.{key}" in p:
+            conf[key] = p[f"kafka.producer.{key}"]
+    return conf
+
+
+def cdc_raw_dir(s: Settings, p: dict[str, str]) -> Path:
+    """--cdc-raw, else `cdc_raw_directory` of the node's cassandra.yaml, else the default."""
+    if s.cdc_raw is not None:
+        return s.cdc_raw
+    try:
+        conf = yaml.safe_load(Path(p.get("cassandra.config", "")).read_text()) or {}
+        if conf.get("cdc_raw_directory"):
+            return Path(str(conf["cdc_raw_directory"]))
+    except (OSError, yaml.YAMLError, AttributeError):
+        pass
+    return Path("/var/lib/cassandra/cdc_raw")
+
+
+def topic_prefix(p: dict[str, str]) -> str:
+    return p.get("topic.prefix", "")
