@@ -44,8 +44,6 @@ async def ensure_credentials(
     st: Any, force: bool, conds: list[dict[str, Any]],
 ) -> list[dict[str, Any]]:  # fmt: skip
     """Fill `st.creds`/`st.secret_version`/`st.secret_keys`; returns the updated conditions."""
-    sa = manifests.service_account(ns, name, owner)
-    await asyncio.to_thread(kube.apply, sa)
     interval = parse_duration(spec.vault.refresh_interval) if spec.vault else 300.0
     due = (
         force or st.secret_version is None or time.monotonic() - st.last_secret_refresh >= interval
@@ -56,6 +54,9 @@ async def ensure_credentials(
                                                names.secret_name(name), ns)  # fmt: skip
             st.creds = decode_secret(existing) if existing else None
         return conds
+
+    # Applied with each refresh, not each pass: timer passes make no writes.
+    await asyncio.to_thread(kube.apply, manifests.service_account(ns, name, owner))
 
     def token_for(account: str, audience: str) -> str:
         return kube.create_token(ns, account or names.service_account(name), audience)

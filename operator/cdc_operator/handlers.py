@@ -18,6 +18,7 @@ import kopf
 
 from cdc_operator import kafka_step
 from cdc_operator.appliers.kube import Kube
+from cdc_operator.builders.names import LABEL_PIPELINE
 from cdc_operator.models import GROUP, VERSION, CdcPipelineSpec
 from cdc_operator.progress import PROGRESS
 from cdc_operator.reconcile import MAX_PASSES, Rivals, TableRef, delete_pipeline, reconcile
@@ -38,7 +39,7 @@ def kube() -> Kube:
 
 
 @kopf.on.startup()
-def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=GROUP, key="last-handled-configuration"
@@ -98,6 +99,45 @@ def _rivals(kwargs: dict[str, Any]) -> Rivals:
     return rival
 
 
+@kopf.index("apps", "v1", "deployments", labels={LABEL_PIPELINE: kopf.PRESENT})
+def worker_deployments(body: kopf.Body, meta: kopf.Meta, **_: Any) -> Any:
+    """The pipelines' worker Deployments as the watch last saw them (no GET per pass)."""
+    if meta.get("labels", {}).get("app.kubernetes.io/component") != "worker":
+        return None
+    return {
+        (meta["namespace"], meta["labels"][LABEL_PIPELINE]): {
+            "status": dict(body.get("status") or {})
+        }
+    }
+
+
+_seen_ready: dict[tuple[str, str], int] = {}
+
+
+@kopf.on.event("apps", "v1", "deployments", labels={LABEL_PIPELINE: kopf.PRESENT})
+async def worker_availability(meta: kopf.Meta, status: kopf.Status, **kwargs: Any) -> None:
+    """Workers became ready (or stopped being): report it now, not at the next timer pass."""
+    if meta.get("labels", {}).get("app.kubernetes.io/component") != "worker":
+        return
+    key = (meta["namespace"], meta["labels"][LABEL_PIPELINE])
+    ready = int(status.get("readyReplicas") or 0)
+    if _seen_ready.get(key) == ready:
+        return
+    _seen_ready[key] = ready
+    await reconcile(kube(), key[0], key[1], _refs(kwargs, *key), **_views(kwargs))
+
+
+def _views(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """What a pass reads from the operator's watches instead of the API server."""
+    index: kopf.Index[Any, Any] = kwargs["worker_deployments"]
+
+    def workers(namespace: str, name: str) -> dict[str, Any] | None:
+        found = list(index.get((namespace, name), []))
+        return found[-1] if found else None
+
+    return {"rivals": _rivals(kwargs), "workers": workers}
+
+
 @kopf.on.probe(id="progress")
 def progress(**_: Any) -> dict[str, int]:
     """Fails the liveness endpoint (HTTP 500) when pending work sees no pass finish."""
@@ -119,15 +159,14 @@ def _refs(kwargs: dict[str, Any], namespace: str, pipeline: str) -> Callable[[],
 async def pipeline_changed(name: str, namespace: str | None, **kwargs: Any) -> None:
     assert namespace is not None
     await reconcile(kube(), namespace, name, _refs(kwargs, namespace, name), force_secrets=True,
-                    rivals=_rivals(kwargs))  # fmt: skip
+                    **_views(kwargs))  # fmt: skip
 
 
 @kopf.timer(*PIPELINES, interval=STATUS_INTERVAL, initial_delay=STATUS_INTERVAL)
 async def pipeline_refresh(name: str, namespace: str | None, **kwargs: Any) -> None:
     """Refresh credentials on `vault.refreshInterval`, and status (workers, lag) each pass."""
     assert namespace is not None
-    await reconcile(kube(), namespace, name, _refs(kwargs, namespace, name),
-                    rivals=_rivals(kwargs))  # fmt: skip
+    await reconcile(kube(), namespace, name, _refs(kwargs, namespace, name), **_views(kwargs))
 
 
 @kopf.on.delete(*PIPELINES)
@@ -145,4 +184,4 @@ async def table_changed(spec: kopf.Spec, namespace: str | None, **kwargs: Any) -
     assert namespace is not None  # TableReplication is namespaced
     pipeline = spec["pipelineRef"]["name"]
     await reconcile(kube(), namespace, pipeline, _refs(kwargs, namespace, pipeline),
-                    rivals=_rivals(kwargs))  # fmt: skip
+                    **_views(kwargs))  # fmt: skip

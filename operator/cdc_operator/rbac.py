@@ -26,7 +26,9 @@ RULES: list[dict[str, Any]] = [
     # Each pipeline's own identity (Vault's Kubernetes auth, worker Pods), never the operator's.
     {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": _APPLY},
     {"apiGroups": [""], "resources": ["serviceaccounts/token"], "verbs": ["create"]},
-    {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", *_APPLY]},
+    # Watched (an index of the workers' Deployments), read by tools, server-side applied.
+    {"apiGroups": ["apps"], "resources": ["deployments"],
+     "verbs": ["get", "list", "watch", *_APPLY]},
     {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": _APPLY},
     {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
 ]  # fmt: skip

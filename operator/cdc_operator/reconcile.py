@@ -9,6 +9,7 @@ depend on it, and the last good Secret is kept when credentials cannot be read.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from collections.abc import Callable
@@ -56,6 +57,8 @@ class PipelineState:
 STATE: dict[tuple[str, str], PipelineState] = {}
 # Who else claims this pipeline's topic names: (body, spec) -> why it may not use them, or None.
 Rivals = Callable[[dict[str, Any], CdcPipelineSpec], str | None]
+# The pipeline's worker Deployment as last seen by the watch: (namespace, name) -> object.
+Workers = Callable[[str, str], dict[str, Any] | None]
 
 
 def _migrating(body: dict[str, Any]) -> bool:
@@ -100,6 +103,7 @@ async def reconcile(
     *,
     force_secrets: bool = False,
     rivals: Rivals | None = None,
+    workers: Workers | None = None,
 ) -> None:
     """Reconcile one CdcPipeline and write its status and its tables' statuses.
 
@@ -123,7 +127,7 @@ async def reconcile(
         async with pass_slot():
             started = PROGRESS.started()
             try:
-                await _pass(kube, namespace, name, tables, st, force_secrets, rivals)
+                await _pass(kube, namespace, name, tables, st, force_secrets, rivals, workers)
             finally:
                 PROGRESS.finished(namespace, name, started)
     finally:
@@ -150,6 +154,7 @@ def pass_slot() -> asyncio.Semaphore:
 async def _pass(
     kube: Kube, namespace: str, name: str, tables: Callable[[], list[TableRef]] | None,
     st: PipelineState, force_secrets: bool, rivals: Rivals | None = None,
+    workers: Workers | None = None,
 ) -> None:  # fmt: skip
     body = await asyncio.to_thread(kube.get, API, "CdcPipeline", name, namespace)
     if body is None or body["metadata"].get("deletionTimestamp"):
@@ -164,9 +169,19 @@ async def _pass(
             else await asyncio.to_thread(tables_of, kube, namespace, name)
         )
         refs = sorted(refs, key=lambda r: r.name)
-        status = await _reconcile(kube, body, namespace, name, gen, st, force_secrets, refs, rivals)
-    except Exception:
+        status = await _reconcile(
+            kube, body, namespace, name, gen, st, force_secrets, refs, rivals, workers
+        )
+    except Exception as e:
         M.RECONCILES.labels(namespace, name, "error").inc()
+        # Never leave a stale Ready=True behind; the message names the failure, not its text
+        # (which may carry a host, a user or worse). Kopf retries the pass with backoff.
+        why = f"the last pass failed ({type(e).__name__}); retrying"
+        old = list((body.get("status") or {}).get("conditions") or [])
+        conds = set_condition(old, "Ready", False, "ReconcileError", why, gen)
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(kube.patch_status, API, "CdcPipeline", name, namespace,
+                                    {"conditions": conds})  # fmt: skip
         raise
     finally:
         M.INFLIGHT.dec()
@@ -182,6 +197,7 @@ async def _pass(
 async def _reconcile(
     kube: Kube, body: dict[str, Any], ns: str, name: str, gen: int | None,
     st: PipelineState, force_secrets: bool, refs: list[TableRef], rivals: Rivals | None,
+    workers: Workers | None,
 ) -> Any:  # fmt: skip
     spec = CdcPipelineSpec.model_validate(body["spec"])
     conds: list[dict[str, Any]] = list((body.get("status") or {}).get("conditions") or [])
@@ -270,6 +286,7 @@ async def _reconcile(
             full_ok = False
 
     # 5. Workers (only from an image the cluster admin allows: the Pods get the credentials).
+    applied: dict[str, Any] | None = None
     image_refused = not policy().image_allowed(spec.worker.image)
     redis_pause = spec.redis is not None
     replicas = 0 if spec.paused and not redis_pause else spec.worker.replicas
@@ -286,7 +303,7 @@ async def _reconcile(
                 ns, name, owner, spec, manifests.digest(config), st.secret_version,
                 st.secret_keys, replicas,
             )  # fmt: skip
-            await asyncio.to_thread(kube.apply, dep)
+            applied = await asyncio.to_thread(kube.apply, dep)
         # A failed step is retried on the next pass rather than after FULL_EVERY.
         st.fingerprint = fingerprint if full_ok else None
         st.last_full = time.monotonic()
@@ -304,10 +321,12 @@ async def _reconcile(
     why = f"workers stop consuming ({how})" if spec.paused else "not paused"
     conds = set_condition(conds, "Paused", spec.paused, how.split(":")[0], why, gen)
 
-    # 7. Observed state.
-    current = await asyncio.to_thread(
-        kube.get, "apps/v1", "Deployment", names.worker_name(name), ns
-    )
+    # 7. Observed state (the workers from the watched index, or a GET without one).
+    current = (
+        workers(ns, name) if workers is not None
+        else await asyncio.to_thread(kube.get, "apps/v1", "Deployment",
+                                     names.worker_name(name), ns)
+    ) or applied  # fmt: skip
     ready = int(((current or {}).get("status") or {}).get("readyReplicas") or 0)
     desired = replicas if current else 0
     if image_refused:

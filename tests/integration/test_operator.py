@@ -21,7 +21,7 @@ import pytest
 import yaml
 from confluent_kafka.admin import AdminClient
 
-from tests.support.kube import Cluster, Operator
+from tests.support.kube import Cluster, Operator, drop_finalizers
 from tests.support.worker_proc import wait_for
 
 pytestmark = pytest.mark.integration
@@ -33,6 +33,7 @@ def ns(cluster: Cluster) -> Iterator[str]:
     name = f"op-{uuid.uuid4().hex[:6]}"
     cluster.run("create", "namespace", name)
     yield name
+    drop_finalizers(cluster.kubeconfig, name)
     cluster.run("delete", "namespace", name, "--wait=false", check=False)
     cluster.run("delete", "clusterrole,clusterrolebinding", f"cdc-operator-{name}", check=False)
 

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from tests.support.kube import Cluster, Operator
+from tests.support.kube import Cluster, Operator, drop_finalizers
 from tests.support.worker_proc import wait_for
 
 pytestmark = pytest.mark.integration
@@ -40,6 +40,7 @@ def scale_ns(cluster: Cluster, env: dict[str, str]) -> Iterator[str]:
     cluster.run("create", "secret", "generic", "pg", "-n", name,
                 "--from-literal=username=cdc", "--from-literal=password=pw")  # fmt: skip
     yield name
+    drop_finalizers(cluster.kubeconfig, name)
     cluster.run("delete", "namespace", name, "--wait=false", check=False)
     cluster.run("delete", "clusterrole,clusterrolebinding", f"cdc-operator-{name}", check=False)
     admin = AdminClient({"bootstrap.servers": env["KAFKA_BOOTSTRAP_SERVERS"]})

@@ -38,7 +38,18 @@ class Cluster:
 
 
 class Operator:
-    def __init__(self, cluster: Cluster, ns: str, tmp: Path) -> None:
+    def __init__(self, cluster: Cluster, ns: str, tmp: Path, also: tuple[str, ...] = ()) -> None:
+        """The operator's account lives in `ns`; it watches `ns` and the namespaces `also`."""
+        for other in also:
+            cluster.apply([
+                role("cdc-operator", other),
+                {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                 "metadata": {"name": "cdc-operator", "namespace": other},
+                 "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                             "name": "cdc-operator"},
+                 "subjects": [{"kind": "ServiceAccount", "name": "cdc-operator",
+                               "namespace": ns}]},
+            ])  # fmt: skip
         cluster.apply([
             {"apiVersion": "v1", "kind": "ServiceAccount",
              "metadata": {"name": "cdc-operator", "namespace": ns}},
@@ -67,6 +78,8 @@ class Operator:
             "current-context": "sa",
         }))  # fmt: skip
         self.ns = ns
+        self.token = token.strip()
+        self.namespaces = [ns, *also]
         self.metrics_port = free_port()
         self.log = tmp / "operator.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -81,7 +94,8 @@ class Operator:
                # The stack's OpenBao is a dev server on http://.
                "CDC_OPERATOR_ALLOW_INSECURE_VAULT": "true", **extra_env}  # fmt: skip
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "cdc_operator.cli", "--namespace", self.ns],
+            [sys.executable, "-m", "cdc_operator.cli",
+             *(a for n in self.namespaces for a in ("--namespace", n))],
             stdout=open(self.log, "ab"), stderr=subprocess.STDOUT, env=env,  # noqa: SIM115
         )  # fmt: skip
         return self
@@ -93,3 +107,22 @@ class Operator:
 
     def logs(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+def drop_finalizers(kubeconfig: str, namespace: str) -> None:
+    """Let a namespace go after its operator has stopped: clear Kopf's finalizers."""
+    from kubernetes import client, config
+
+    api = client.CustomObjectsApi(config.new_client_from_config(kubeconfig))
+    for plural in ("tablereplications", "cdcpipelines"):
+        items = api.list_namespaced_custom_object("casscdc.io", "v1alpha1", namespace, plural)
+        for item in items["items"]:
+            if item["metadata"].get("finalizers"):
+                try:
+                    api.patch_namespaced_custom_object(
+                        "casscdc.io", "v1alpha1", namespace, plural, item["metadata"]["name"],
+                        {"metadata": {"finalizers": None}},
+                    )  # fmt: skip
+                except client.ApiException as e:
+                    if e.status != 404:
+                        raise

@@ -16,7 +16,7 @@ USED = {
     ("", "services"): {"create", "patch"},
     ("", "serviceaccounts"): {"create", "patch"},  # the pipeline's own ServiceAccount
     ("", "serviceaccounts/token"): {"create"},  # TokenRequest for Vault's Kubernetes auth
-    ("apps", "deployments"): {"get", "create", "patch"},  # observe + SSA
+    ("apps", "deployments"): {"get", "list", "watch", "create", "patch"},  # index + SSA
     ("policy", "poddisruptionbudgets"): {"create", "patch"},
     ("", "events"): {"create", "patch"},  # Kopf's events
     ("events.k8s.io", "events"): {"create", "patch"},

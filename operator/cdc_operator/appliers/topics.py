@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import KafkaException
+from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
 from confluent_kafka.admin import (
     AdminClient,
     AlterConfigOpType,
@@ -19,7 +19,10 @@ from confluent_kafka.admin import (
     ConfigResource,
     NewPartitions,
     NewTopic,
+    OffsetSpec,
 )
+
+from cdc_operator.appliers import kafka_clients
 
 
 class TopicsError(Exception):
@@ -46,10 +49,11 @@ def ensure_topics(
     timeout: float = 15,
 ) -> TopicsResult:  # fmt: skip
     """Make the owned topics match; create missing ones (and own them)."""
-    admin = AdminClient({**settings, "socket.timeout.ms": int(timeout * 1000)})
+    admin = kafka_clients.admin(settings, timeout)
     try:
         meta = admin.list_topics(timeout=timeout)
     except KafkaException as e:
+        kafka_clients.forget(settings)
         raise TopicsError(f"Kafka unreachable: {e.args[0].str()}") from None
     out = TopicsResult(owned={t for t in owned if t in meta.topics})
     for w in wants:
@@ -124,7 +128,7 @@ def _set_retention(
 
 
 def delete_topics(settings: dict[str, Any], names: list[str], timeout: float = 15) -> None:
-    admin = AdminClient(settings)
+    admin = kafka_clients.admin(settings, timeout)
     for name, f in admin.delete_topics(names, request_timeout=timeout).items():
         try:
             f.result(timeout)
@@ -133,24 +137,37 @@ def delete_topics(settings: dict[str, Any], names: list[str], timeout: float = 1
                 raise TopicsError(f"delete {name}: {e.args[0].str()}") from None
 
 
-def consumer_lag(settings: dict[str, Any], group: str, topics: list[str]) -> dict[str, int]:
-    """Messages behind per topic for a consumer group (from the workers' mirror commits)."""
-    from confluent_kafka import Consumer, TopicPartition
+def consumer_lag(
+    settings: dict[str, Any], group: str, topics: list[str], timeout: float = 5
+) -> dict[str, int]:
+    """Messages behind per topic for a consumer group (from the workers' mirror commits).
 
-    consumer = Consumer({**settings, "group.id": group, "enable.auto.commit": False})
+    Two batched admin requests on the shared client: the group's committed offsets, and the
+    partitions' end offsets. Lag is unknown ({}) when Kafka cannot say.
+    """
+    admin = kafka_clients.admin(settings)
     try:
-        meta = consumer.list_topics(timeout=5)
+        meta = admin.list_topics(timeout=timeout)
         parts = [TopicPartition(t, p) for t in topics if t in meta.topics
                  for p in meta.topics[t].partitions]  # fmt: skip
         if not parts:
             return {}
+        request = [ConsumerGroupTopicPartitions(group, parts)]
+        committed = admin.list_consumer_group_offsets(request, request_timeout=timeout)[group]
+        positions = {(tp.topic, tp.partition): tp.offset
+                     for tp in committed.result(timeout).topic_partitions}  # fmt: skip
+        latest, earliest = OffsetSpec.latest(), OffsetSpec.earliest()  # type: ignore[no-untyped-call]
+        ends = admin.list_offsets(dict.fromkeys(parts, latest), request_timeout=timeout)
+        lows: dict[TopicPartition, Any] = {}
+        if any(positions.get((tp.topic, tp.partition), -1) < 0 for tp in parts):
+            lows = admin.list_offsets(dict.fromkeys(parts, earliest), request_timeout=timeout)
         out: dict[str, int] = {}
-        for tp in consumer.committed(parts, timeout=5):
-            low, high = consumer.get_watermark_offsets(tp, timeout=5)
-            pos = tp.offset if tp.offset >= 0 else low
+        for tp, f in ends.items():
+            high = f.result(timeout).offset
+            pos = positions.get((tp.topic, tp.partition), -1)
+            if pos < 0:
+                pos = lows[tp].result(timeout).offset
             out[tp.topic] = out.get(tp.topic, 0) + max(0, high - pos)
         return out
     except KafkaException:
         return {}
-    finally:
-        consumer.close()
