@@ -117,6 +117,13 @@ class K8s(Component):
             self._pins = pins()
         return self._pins
 
+    @staticmethod
+    def needs_build() -> bool:
+        p = pins()
+        want = [p.k8s_bin / "kube-apiserver", p.k8s_bin / "kubectl", p.etcd_bin / "etcd",
+                p.helm_bin / "helm"]  # fmt: skip
+        return not all(w.exists() for w in want)
+
     def install(self) -> None:
         # Progress (a cold build takes ~10 minutes on 2 cores) goes straight to the terminal.
         res = subprocess.run(
