@@ -112,8 +112,13 @@ def test_security_and_crd_policy(helm: Any) -> None:
         "CdcConnectorOffline",
         "CdcWorkersNoHeartbeat",
     }
-    hook = _pick(docs, "Job")[0]
+    # Deleting every pipeline on uninstall is opt-in.
+    assert _pick(docs, "Job") == []
+    hook = _pick(render(helm, "cleanupOnUninstall=true"), "Job")[0]
     assert hook["metadata"]["annotations"]["helm.sh/hook"] == "pre-delete"
+    env = {e["name"]: e["value"] for e in c["env"]}
+    assert env["CDC_OPERATOR_ALLOW_INSECURE_VAULT"] == "false"
+    assert env["CDC_OPERATOR_ALLOWED_IMAGES"] == "localhost/cass-cdc-pg:*,localhost/cass-cdc-pg@*"
 
 
 def test_namespaced_mode_uses_roles_only_for_writes(helm: Any) -> None:
