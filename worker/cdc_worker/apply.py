@@ -31,6 +31,11 @@ from cdc_worker.write import TableWriter
 
 log = structlog.get_logger("cdc_worker.apply")
 
+# What PostgreSQL raises for a value or key it will not store: SQLSTATE classes 22 and 23 (psycopg
+# maps each code to its own subclass of DataError/IntegrityError, not of DataException) and 54
+# (e.g. a key too large for the index), which psycopg files under OperationalError.
+REJECTED = (psycopg.DataError, psycopg.IntegrityError, psycopg.errors.ProgramLimitExceeded)
+
 _OPS = {Kind.WRITE: "write", Kind.ROW_DELETE: "delete", Kind.PARTITION_DELETE: "partition_delete",
         Kind.RANGE_DELETE: "range_delete"}  # fmt: skip
 
@@ -228,7 +233,7 @@ class BatchApplier:
                         r = writer.write(cur, batch, now, rendered)
                         live, dead = live + r.live, dead + r.dead
                     self.offsets.store(cur, d.next_offsets)
-            except (psycopg.errors.DataException, psycopg.errors.IntegrityError) as e:
+            except REJECTED as e:
                 log.warning("batch_data_error_isolating", error=str(e).splitlines()[0])
                 extra_dead, live, dead = self._isolate(conn, d, now)
         except (psycopg.OperationalError, psycopg.InterfaceError) as e:
@@ -259,10 +264,10 @@ class BatchApplier:
                     one.apply_tombstones(rt.target.schema, one.partition_dels, one.range_dels)
                     try:
                         with conn.transaction():
-                            cur.execute(f"TRUNCATE {rt.writer.stage}")
+                            rt.writer.clear(cur)
                             r = rt.writer.write(cur, one, now)
                             live, dead = live + r.live, dead + r.dead
-                    except (psycopg.errors.DataException, psycopg.errors.IntegrityError) as e:
+                    except REJECTED as e:
                         bad.append(_letter(m, rt.name, e))
             try:
                 self.dlq.send(bad)

@@ -105,6 +105,9 @@ class TableWriter:
         self.copy_pdel = f"COPY {self.pdel} ({', '.join(P)}, ts) FROM STDIN"
         self.copy_rowdel = f"COPY {self.rowdel} ({klist}, ts) FROM STDIN"
         self.copy_rdel = f"COPY {self.rdel} (idx, {', '.join(P)}) FROM STDIN"
+        # The side tables hold one write's deletes only: emptied after use, and all four at
+        # once before each event of the per-event fallback (apply.py, `_isolate`).
+        self.clear_sql = f"TRUNCATE {self.stage}, {self.pdel}, {self.rowdel}, {self.rdel}"
 
         def on(a: str, b: str, cols: list[str]) -> str:
             return " AND ".join(f"{a}.{c} = {b}.{c}" for c in cols)
@@ -327,6 +330,7 @@ class TableWriter:
                     cp.write("\t".join([*map(_f, pk), str(ts)]) + "\n")
             cur.execute(self.store_ptomb)
             cur.execute(self.expand_pdel)
+            cur.execute(f"DELETE FROM {self.pdel}")
         if batch.range_dels:
             self._batch_ranges(cur, batch.range_dels)
         cur.execute(self.apply_ptomb)
@@ -349,14 +353,20 @@ class TableWriter:
             for i, (pk, _) in enumerate(tombs):
                 cp.write("\t".join([str(i), *map(_f, pk)]) + "\n")
         cur.execute(self.rows_in_rdel)
+        rows = cur.fetchall()
+        cur.execute(f"DELETE FROM {self.rdel}")
         pk_len = len(self.part)
         hits: list[tuple[tuple[str, ...], int]] = []
-        for row in cur.fetchall():
+        for row in rows:
             t = tombs[int(str(row[0]))][1]
             key = tuple(str(v) for v in row[1:])
             if covers(self.t.schema.clustering, key[pk_len:], t.start, t.end):
                 hits.append((key, t.ts))
         self._rowdel(cur, hits)
+
+    def clear(self, cur: psycopg.Cursor[tuple[object, ...]]) -> None:
+        """Empty the staging and side tables (before re-applying one event of a failed batch)."""
+        cur.execute(self.clear_sql)
 
     def _stored_ranges(self, cur: psycopg.Cursor[tuple[object, ...]]) -> None:
         cur.execute(self.stage_vs_rtomb)
