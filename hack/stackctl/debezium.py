@@ -160,7 +160,7 @@ class Debezium(Component):
                 "--health-interval",
                 "2",
                 "--stall-after",
-                "60",
+                "30",
                 "--backoff-max",
                 "10",
             ],

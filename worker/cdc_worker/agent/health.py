@@ -33,25 +33,30 @@ class TableHealth:
     new_events: int = 0  # emitted since the previous observation
     new_writes: int = 0
     _at: float | None = None
+    _seen: bool = False  # observed before: a topic appearing since then counts from zero
 
     def observe(self, now: float, writes: int | None, emitted: int | None) -> None:
-        """Fold in one probe; None means the signal could not be read this time."""
+        """Fold in one probe; None means the signal could not be read (or no topic yet)."""
         self.new_events = self.new_writes = 0
         moved = False
+        base = 0 if self._seen else None
+        before = self.emitted if self.emitted is not None else base
         if emitted is not None:
-            if self.emitted is not None and emitted > self.emitted:
-                self.new_events = emitted - self.emitted
+            if before is not None and emitted > before:
+                self.new_events = emitted - before
                 moved = True
                 self.last_event = now
-            if self._at is not None and self.emitted is not None and now > self._at:
-                self.events_per_second = max(0, emitted - self.emitted) / (now - self._at)
+            if self._at is not None and before is not None and now > self._at:
+                self.events_per_second = max(0, emitted - before) / (now - self._at)
             self.emitted, self._at = emitted, now
+        written = self.writes if self.writes is not None else base
         if writes is not None:
-            if self.writes is not None and writes > self.writes:
-                self.new_writes = writes - self.writes
+            if written is not None and writes > written:
+                self.new_writes = writes - written
                 if self.pending_since is None:
                     self.pending_since = now
             self.writes = writes  # a lower count is a restarted node: a new baseline
+        self._seen = True
         if moved:
             # The agent emitted for this table after (or while) it was written: not stalled.
             self.pending_since = None

@@ -43,10 +43,10 @@ def phase_after(phase: Phase, line: str) -> Phase:
 def error_kind(line: str) -> str | None:
     """The kind of error an ERROR-level line reports, or None for any other line.
 
-    The level is looked for among the first words (logback patterns put it at the start or
-    after the timestamp); stack-trace continuation lines carry no level and are not counted.
+    The level is looked for among the first four words (logback patterns put it at the start or
+    after the date and time); stack-trace continuation lines carry no level and are not counted.
     """
-    if "ERROR" not in line[:80].split():
+    if "ERROR" not in line.split(maxsplit=4)[:4]:
         return None
     low = line.lower()
     if REFRESH_FAILED_LINE.lower() in low or "schema" in low:
