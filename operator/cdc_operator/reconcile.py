@@ -19,7 +19,11 @@ from typing import Any
 
 from cdc_operator import metrics as M
 from cdc_operator.appliers import redis_status, topics
-from cdc_operator.appliers.cassandra import CassandraError, enable_cdc_and_read_schemas
+from cdc_operator.appliers.cassandra import (
+    CassandraError,
+    SourceTable,
+    enable_cdc_and_read_schemas,
+)
 from cdc_operator.appliers.kube import Kube
 from cdc_operator.builders import manifests, names
 from cdc_operator.builders.conditions import set_condition, summarize
@@ -47,7 +51,7 @@ class PipelineState:
     creds: dict[str, str] | None = None  # the last good values, for every pass
     owned_topics: list[str] | None = None
     last_secret_refresh: float = 0.0
-    schemas: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    sources: dict[tuple[str, str], SourceTable] = field(default_factory=dict)
     fingerprint: str | None = None
     last_full: float = 0.0
     waiting: int = 0
@@ -59,6 +63,16 @@ STATE: dict[tuple[str, str], PipelineState] = {}
 Rivals = Callable[[dict[str, Any], CdcPipelineSpec], str | None]
 # The pipeline's worker Deployment as last seen by the watch: (namespace, name) -> object.
 Workers = Callable[[str, str], dict[str, Any] | None]
+
+
+def _problem(st: PipelineState, tr: TableReplicationSpec) -> tuple[str, str] | None:
+    found = st.sources.get((tr.source.keyspace, tr.source.table))
+    return found.problem if found else None
+
+
+def _schema(st: PipelineState, tr: TableReplicationSpec) -> dict[str, Any] | None:
+    found = st.sources.get((tr.source.keyspace, tr.source.table))
+    return found.schema if found else None
 
 
 def _migrating(body: dict[str, Any]) -> bool:
@@ -261,15 +275,22 @@ async def _reconcile(
     if full and spec.cassandra.manage_table_cdc and trs:
         keys = [(tr.source.keyspace, tr.source.table) for _, tr in trs]
         try:
-            st.schemas.update(await asyncio.to_thread(
+            st.sources.update(await asyncio.to_thread(
                 enable_cdc_and_read_schemas, spec.cassandra, keys,
                 (creds or {}).get("CASSANDRA_USERNAME"), (creds or {}).get("CASSANDRA_PASSWORD"),
             ))  # fmt: skip
-            conds = set_condition(conds, "CassandraReady", True, "CdcEnabled",
-                                  f"cdc = true on {len(keys)} tables", gen)  # fmt: skip
+            bad = [k for k in keys if st.sources[k].problem]
+            msg = f"cdc = true on {len(keys) - len(bad)} tables" + (
+                f"; {len(bad)} cannot be served (see their status)" if bad else ""
+            )
+            conds = set_condition(conds, "CassandraReady", True, "CdcEnabled", msg, gen)
         except CassandraError as e:
             conds = set_condition(conds, "CassandraReady", False, "CassandraError", str(e), gen)
             full_ok = False
+
+    # A table that cannot be served (missing, refused) affects only itself: it is left out of
+    # the connector and worker configs, and its own status says why.
+    trs = [(n, tr) for n, tr in trs if not _problem(st, tr)]
 
     # 4. Connector configuration, one properties file per Cassandra node.
     if full:
@@ -291,9 +312,7 @@ async def _reconcile(
     redis_pause = spec.redis is not None
     replicas = 0 if spec.paused and not redis_pause else spec.worker.replicas
     if full:
-        tables = [
-            Table(n, tr, st.schemas.get((tr.source.keyspace, tr.source.table))) for n, tr in trs
-        ]
+        tables = [Table(n, tr, _schema(st, tr)) for n, tr in trs]
         config = worker_config(ns, name, spec, tables)
         await asyncio.to_thread(kube.apply, manifests.worker_configmap(ns, name, owner, config))
         await asyncio.to_thread(kube.apply, manifests.metrics_service(ns, name, owner))
@@ -371,7 +390,7 @@ async def _reconcile(
         status["ownedTopics"] = st.owned_topics
     if last:
         status["lastEventTime"] = _iso(last / 1e6)
-    await _table_statuses(kube, ns, spec, refs, conds, lag, per_table)
+    await _table_statuses(kube, ns, spec, refs, conds, lag, per_table, st.sources)
     return status
 
 
@@ -382,6 +401,7 @@ def _iso(ts: float) -> str:
 async def _table_statuses(
     kube: Kube, ns: str, spec: CdcPipelineSpec, refs: list[TableRef],
     pipeline_conds: list[dict[str, Any]], lag: dict[str, int], per_table: dict[str, Any],
+    sources: dict[tuple[str, str], SourceTable],
 ) -> None:  # fmt: skip
     """Write each table's status, only where it changed (hundreds of tables stay cheap)."""
     ready = next((c for c in pipeline_conds if c["type"] == "Ready"), None)
@@ -390,8 +410,14 @@ async def _table_statuses(
     msg = "pipeline ready" if ok else f"pipeline not ready: {(ready or {}).get('message', '')}"
     for ref in refs:
         tr, gen = ref.spec, ref.generation
-        conds = set_condition(list(ref.status.get("conditions") or []), "Ready", ok, reason,
-                              msg, gen)  # fmt: skip
+        source = sources.get((tr.source.keyspace, tr.source.table))
+        conds = list(ref.status.get("conditions") or [])
+        if source is not None and source.problem is not None:
+            conds = set_condition(conds, "Ready", False, *source.problem, gen)
+        else:
+            conds = set_condition(conds, "Ready", ok, reason, msg, gen)
+        if source is not None and source.schema is not None:
+            conds = _exact(conds, source, gen)
         topic = names.topic(spec, tr)
         src = f"{tr.source.keyspace}.{tr.source.table}"
         stats = per_table.get(src, {})
@@ -409,6 +435,17 @@ async def _table_statuses(
         if {k: ref.status.get(k) for k in status} != status:
             await asyncio.to_thread(kube.patch_status, API, "TableReplication", ref.name, ns,
                                     status)  # fmt: skip
+
+
+def _exact(conds: list[dict[str, Any]], source: SourceTable, gen: int | None) -> Any:
+    """`Exact`: whether every column can be replicated exactly through the connector."""
+    if not source.inexact:
+        return set_condition(conds, "Exact", True, "AllColumnsExact",
+                             "every column is replicated exactly", gen)  # fmt: skip
+    detail = "; ".join(f"{why}: {', '.join(cols)}" for why, cols in sorted(source.inexact.items()))
+    return set_condition(conds, "Exact", False, sorted(source.inexact)[0],
+                         f"the connector cannot replicate these exactly ({detail}); "
+                         "see docs/debezium-wire-format.md", gen)  # fmt: skip
 
 
 async def delete_pipeline(body: dict[str, Any]) -> None:

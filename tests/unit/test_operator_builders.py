@@ -115,3 +115,20 @@ def test_conditions_keep_transition_time_until_status_changes() -> None:
     c = summarize(c, ["SecretsReady", "TopicsReady"], 2)
     ready = next(x for x in c if x["type"] == "Ready")
     assert (ready["status"], ready["reason"]) == ("False", "VaultUnreachable")
+
+
+def test_source_tables_are_judged_by_their_columns() -> None:
+    from cdc_operator.builders.source_check import judge
+
+    v = judge(
+        {"id": "uuid", "tags": "set<text>", "m": "frozen<map<text, int>>", "s": "int",
+         "addr": "frozen<address>", "l": "list<frozen<tuple<int, text>>>"},
+        {"id": "partition_key", "s": "static"},
+    )  # fmt: skip
+    assert v.refused == []
+    assert v.inexact == {"NonFrozenCollection": ["l", "tags"], "StaticColumn": ["s"]}
+    bad = judge({"id": "int", "emb": "vector<float, 3>", "home": "address",
+                 "ok": "frozen<list<vector<float, 2>>>"}, {})  # fmt: skip
+    assert bad.refused == ["emb (vector: blinds the agent)",
+                           "home (non-frozen user type address: breaks capture)",
+                           "ok (vector: blinds the agent)"]  # fmt: skip

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from cassandra.auth import PlainTextAuthProvider
 from cassandra.cluster import Cluster
 from cassandra.policies import DCAwareRoundRobinPolicy
 
+from cdc_operator.builders.source_check import judge
 from cdc_operator.models import CassandraSpec
 
 
@@ -28,43 +30,64 @@ def _cluster(spec: CassandraSpec, username: str | None, password: str | None) ->
     )  # fmt: skip
 
 
+@dataclass
+class SourceTable:
+    """A source table as the operator found it: a schema to replicate, or why not."""
+
+    schema: dict[str, Any] | None = None
+    problem: tuple[str, str] | None = None  # (reason, message)
+    inexact: dict[str, list[str]] = field(default_factory=dict)
+
+
 def enable_cdc_and_read_schemas(
     spec: CassandraSpec,
     tables: list[tuple[str, str]],
     username: str | None = None,
     password: str | None = None,
-) -> dict[tuple[str, str], dict[str, Any]]:
-    """`ALTER TABLE … WITH cdc = true` where needed; worker-config schemas per table."""
+) -> dict[tuple[str, str], SourceTable]:
+    """Per table: refuse what the connector cannot capture, else `cdc = true` and the schema.
+
+    One missing or refused table only affects itself; Cassandra being unreachable raises.
+    """
     cluster = _cluster(spec, username, password)
     try:
         session = cluster.connect()
-        out: dict[tuple[str, str], dict[str, Any]] = {}
+        out: dict[tuple[str, str], SourceTable] = {}
         for ks, table in tables:
             row = session.execute(
                 "SELECT cdc FROM system_schema.tables WHERE keyspace_name = %s AND table_name = %s",
                 (ks, table),
             ).one()
             if row is None:
-                raise CassandraError(f"table {ks}.{table} does not exist")
-            if not row.cdc:
-                session.execute(f'ALTER TABLE "{ks}"."{table}" WITH cdc = true')
+                why = f"table {ks}.{table} does not exist in Cassandra"
+                out[(ks, table)] = SourceTable(problem=("SourceTableNotFound", why))
+                continue
             cols = list(session.execute(
                 "SELECT column_name, type, kind, position, clustering_order FROM "
                 "system_schema.columns WHERE keyspace_name = %s AND table_name = %s",
                 (ks, table),
             ))  # fmt: skip
+            verdict = judge({c.column_name: c.type for c in cols},
+                            {c.column_name: c.kind for c in cols})  # fmt: skip
+            if verdict.refused:
+                out[(ks, table)] = SourceTable(problem=(
+                    "UnsupportedColumns", f"{ks}.{table}: " + "; ".join(verdict.refused)
+                    + " (cdc is not enabled on it)"))  # fmt: skip
+                continue
+            if not row.cdc:
+                session.execute(f'ALTER TABLE "{ks}"."{table}" WITH cdc = true')
 
             def ordered(kind: str, cols: list[Any] = cols) -> list[str]:
                 return [c.column_name for c in sorted(
                     (c for c in cols if c.kind == kind), key=lambda c: c.position)]  # fmt: skip
 
-            out[(ks, table)] = {
+            out[(ks, table)] = SourceTable(schema={
                 "partitionKey": ordered("partition_key"),
                 "clusteringKey": ordered("clustering"),
                 "descending": [c.column_name for c in cols if c.clustering_order == "desc"],
                 "static": [c.column_name for c in cols if c.kind == "static"],
                 "columns": {c.column_name: c.type for c in cols},
-            }
+            }, inexact=verdict.inexact)  # fmt: skip
         return out
     except CassandraError:
         raise
