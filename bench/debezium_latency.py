@@ -19,6 +19,7 @@ import statistics
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -38,11 +39,19 @@ WARMUP = 10
 OUT = REPO / "bench-results" / "debezium.json"
 
 
-def _restart_agent() -> None:
-    """The agent misses a table created together with its keyspace until it restarts."""
-    code = "from stackctl.debezium import Debezium; Debezium().down()"
-    subprocess.run([sys.executable, "-c", code], cwd=REPO / "hack", check=True)
-    subprocess.run([str(STACK), "up", "debezium"], check=True)
+def _wait_agent_captures(env: dict[str, str], table: str, timeout: float = 120) -> None:
+    """cdc-agent restarts the agent for a table created with its keyspace; wait until it has."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{env['CDC_AGENT_URL']}/status", timeout=5) as r:  # noqa: S310
+                st = json.loads(r.read())
+            if table in st["agent_tables"] and st["phase"] == "ready":
+                return
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(1)
+    raise SystemExit(f"cdc-agent did not report {table} captured within {timeout:.0f}s")
 
 
 def main() -> int:
@@ -69,7 +78,7 @@ def main() -> int:
             f"CREATE TABLE IF NOT EXISTS {KEYSPACE}.{TABLE} (id int PRIMARY KEY, run text, "
             "v text) WITH cdc = true"
         )
-        _restart_agent()
+        _wait_agent_captures(env, f"{KEYSPACE}.{TABLE}")
     insert = session.prepare(f"INSERT INTO {KEYSPACE}.{TABLE} (id, run, v) VALUES (?, ?, ?)")
     consumer = Consumer(
         {"bootstrap.servers": bootstrap, "group.id": f"bench-{uuid.uuid4().hex[:8]}"}

@@ -5,7 +5,9 @@
 2. installs the chart: the operator runs as a Pod on the local node;
 3. creates a keyspace with rows in it, stores the PostgreSQL credentials in OpenBao, and
    applies examples/shop-pipeline.yaml (a CdcPipeline and two TableReplications);
-4. runs this node's Debezium agent from the configuration the operator rendered;
+4. hands the configuration the operator rendered to this node's cdc-agent (the file it watches,
+   as a mounted ConfigMap would be), which restarts the Debezium agent on it: no restart by
+   hand, and none after the DDL either (cdc-agent restarts the agent for new cdc tables);
 5. writes a stream of inserts, updates, deletes, a partition delete and a schema change;
 6. prints `kubectl get cdcpipelines,tablereplications` and a side-by-side count/checksum of
    Cassandra and PostgreSQL; exits non-zero if they differ.
@@ -23,6 +25,7 @@ import shlex
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -38,7 +41,7 @@ REPO = Path(__file__).resolve().parents[2]
 STACK = REPO / "hack" / "stack"
 NAMESPACE = "cdc-demo"
 RELEASE = "cass-cdc-pg"
-COMPONENTS = ["postgres", "redis", "vault", "kafka", "cassandra", "k8s", "node"]
+COMPONENTS = ["postgres", "redis", "vault", "kafka", "cassandra", "debezium", "k8s", "node"]
 COLUMNS = {
     "customers": ["id", "name", "email", "tier", "loyalty_points"],
     "orders": ["customer_id", "order_id", "status", "total", "items", "placed_at"],
@@ -102,6 +105,15 @@ def wait(check: Any, timeout: float, what: str, interval: float = 1.0) -> None:
             return
         time.sleep(interval)
     raise SystemExit(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def agent_status(env: dict[str, str]) -> dict[str, Any]:
+    """cdc-agent's /status ({} while it does not answer)."""
+    try:
+        with urllib.request.urlopen(f"{env['CDC_AGENT_URL']}/status", timeout=5) as resp:  # noqa: S310
+            return json.loads(resp.read())  # type: ignore[no-any-return]
+    except (OSError, ValueError):
+        return {}
 
 
 def build_image() -> str:
@@ -420,14 +432,22 @@ def main(argv: list[str] | None = None) -> int:
         "the rendered connector configuration",
     )
     cm = json.loads(kube("get", "configmap", "shop-debezium", "-n", NAMESPACE, "-o", "json"))
-    rendered = state / "agent.properties"
+    text = next(iter(cm["data"].values()))
     state.mkdir(parents=True, exist_ok=True)
-    rendered.write_text(next(iter(cm["data"].values())))
-    say(f"running this node's Debezium agent from the operator-rendered {rendered.name}")
-    subprocess.run(
-        [str(STACK), "restart", "debezium"],
-        check=True,
-        env={**os.environ, "CDC_DEBEZIUM_CONFIG": str(rendered)},
+    (state / "agent.properties").write_text(text)  # kept for looking around afterwards
+    # The file this node's cdc-agent watches, as a Pod's mounted ConfigMap: new content there
+    # restarts the Debezium agent on it (and the keyspace created above is picked up with it).
+    watched = Path(env["DEBEZIUM_CONFIG"])
+    say(f"handing the operator-rendered configuration to cdc-agent ({watched.name})")
+    watched.write_text(text)
+    sha = hashlib.sha256(text.encode()).hexdigest()
+    wait(
+        # /status shows the new digest only once the old agent stopped and the new one started.
+        lambda: (
+            (st := agent_status(env)).get("config_sha256") == sha and st.get("phase") == "ready"
+        ),
+        120,
+        "cdc-agent to run the Debezium agent on the rendered configuration",
     )
     wait(
         lambda: kube.cond("cdcp", "shop", "Ready").get("status") == "True",

@@ -33,6 +33,8 @@ def status(sup: Supervisor) -> dict[str, Any]:
         "config": str(sup.s.config),
         "config_sha256": sup.watch.started,
         "restart_held": sup.held,
+        # The cdc = true tables the running agent was started with (it captures these).
+        "agent_tables": sorted(f"{k}.{t}" for k, t in sup.running_tables or ()),
         "tables": {
             f"{ks}.{t}": {
                 "stalled": st.stalled(now, sup.health.stall_after),
