@@ -134,3 +134,60 @@ def test_per_event_fallback_applies_range_deletes_only_to_their_own_partition(de
         (rejected, "NumericValueOutOfRange")
     ]
     assert dec.rows("SELECT next_offset FROM {s}._cdc_offsets") == [(3,)]
+
+
+CLASH = schema_from_spec(
+    "ks", "t", ["ts"], ["idx"],
+    {"ts": "int", "idx": "int", "_cdc_ts": "text", "alive": "int", "del": "text", "_cdcs0": "int"},
+)  # fmt: skip
+
+
+@pytest.fixture
+def clash(pg_dsn: str) -> Iterator[Rig]:
+    yield from rig(pg_dsn, CLASH)
+
+
+def test_columns_named_like_the_workers_own_are_replicated_under_safe_names(clash: Rig) -> None:
+    def ev(op: str, ts: int, k: int, c: int | None, **cells: Any) -> bytes:
+        after = {"ts": cell(k), "idx": None if c is None else cell(c), "_cdc_ts": None,
+                 "alive": None, "del": None, "_cdcs0": None}  # fmt: skip
+        after.update({n: cell(v) for n, v in cells.items()})
+        return envelope(op, ts, "ks", "t", after)
+
+    clash.run(
+        ev("i", 1, 1, 1, _cdc_ts="a", alive=1, **{"del": "x"}, _cdcs0=5),
+        ev("i", 1, 1, 2, alive=2),
+        ev("i", 1, 2, 1, alive=3),
+        ev("d", 2, 2, None),  # partition delete: the pdel side table has a `ts` key column
+        ev("u", 3, 1, 2, _cdc_ts="b"),
+        ev("u", 4, 3, 1, _cdc_ts="c"),
+    )
+    sql = 'SELECT ts, idx, "__cdc_ts", alive, del, "__cdcs0" FROM {s}.t ORDER BY ts, idx'
+    assert clash.rows(sql) == [(1, 1, "a", 1, "x", 5), (1, 2, "b", 2, None, None),
+                               (3, 1, "c", None, None, None)]  # fmt: skip
+    assert clash.sink.letters == []
+
+
+def test_new_column_in_the_workers_namespace_is_added_under_a_safe_name(dec: Rig) -> None:
+    after = {"p": cell(1), "c": cell(1), "v": cell("1.5"), "_cdc_exp": cell("new")}
+    dec.run(envelope("i", 1, "ks", "t", after))
+    assert dec.rows('SELECT p, c, v::text, "__cdc_exp" FROM {s}.t') == [(1, 1, "1.5", "new")]
+    assert dec.sink.letters == []
+
+
+def test_poison_events_are_dead_lettered_and_the_rest_applies(dec: Rig) -> None:
+    dec.conn.execute(f"ALTER TABLE {dec.schema}.t ADD COLUMN extra integer")
+    dec.conn.commit()
+    bad_column = envelope(
+        "u", 2, "ks", "t", {"p": cell(1), "c": cell(1), "v": None, "extra": cell("not an int")}
+    )
+    bad_bound = range_delete(3, 1, 0, 9).replace(b'"value":"0"', b'"value":"zero"')
+    assert bad_bound != range_delete(3, 1, 0, 9)
+    dec.run(write(1, 1, 1, "1.5"), bad_column, bad_bound, write(4, 1, 2, "2.5"))
+    assert dec.rows("SELECT p, c, v::text FROM {s}.t ORDER BY c") == [(1, 1, "1.5"), (1, 2, "2.5")]
+    letters = {d.value: (d.error_class, d.message) for d in dec.sink.letters}
+    assert set(letters) == {bad_column, bad_bound}
+    assert letters[bad_column][0] == "DecodeError"
+    assert "extra" in letters[bad_column][1]
+    assert letters[bad_bound][0] == "DecodeError"
+    assert dec.rows("SELECT next_offset FROM {s}._cdc_offsets") == [(4,)]

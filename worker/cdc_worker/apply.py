@@ -25,7 +25,7 @@ from cdc_worker.decode import Change, DecodeError, Kind, UnknownColumns, decode
 from cdc_worker.dlq import DeadLetter, DeadLetterSink
 from cdc_worker.offsets import OffsetStore
 from cdc_worker.sources import infer_new_columns
-from cdc_worker.tables import prepare
+from cdc_worker.tables import IncompatibleTable, prepare
 from cdc_worker.target import Target
 from cdc_worker.write import TableWriter
 
@@ -162,7 +162,9 @@ class BatchApplier:
             out.consumed[rt.name] += 1
             try:
                 ch = self._decode_one(rt, m)
-            except DecodeError as e:
+            except Transient:
+                raise
+            except Exception as e:  # any per-event failure is dead-lettered with its reason
                 out.dead.append(_letter(m, rt.name, e))
                 continue
             out.changes.setdefault(topic, []).append((m, ch))
@@ -190,8 +192,14 @@ class BatchApplier:
         conn = self.control_connection()
         try:
             rt.writer = prepare(conn, target, create=rt.cfg.create_table)
-        except psycopg.OperationalError as e:
+        except REJECTED as e:  # e.g. a name PostgreSQL refuses: this event's problem
+            conn.rollback()
+            raise DecodeError(f"cannot add columns {sorted(types)}: {e}") from e
+        except (psycopg.OperationalError, psycopg.InterfaceError) as e:
             raise Transient(str(e)) from e
+        except (IncompatibleTable, psycopg.Error) as e:
+            conn.rollback()
+            raise DecodeError(f"cannot add columns {sorted(types)}: {e}") from e
         rt.target = target
         rt.version += 1
         self._staged[(id(conn), next(t for t, r in self.tables.items() if r is rt))] = rt.version

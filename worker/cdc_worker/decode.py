@@ -6,7 +6,9 @@ set}` a written cell whose `deletion_ts` is the TTL expiry in µs. Key columns
 always carry their value. `op` is `i`, `u`, `d` (row, or partition when a
 clustering column is null) or `r` (range delete with `_range_start/_range_end`).
 Both the plain payload and the `{schema, payload}` wrapper are accepted.
-Anything malformed raises `DecodeError`, which dead-letters the event.
+Anything malformed raises `DecodeError`, which dead-letters the event: `decode`
+turns any other exception a malformed event provokes into one, so no input can
+stop the worker.
 """
 
 from __future__ import annotations
@@ -73,6 +75,15 @@ def parse_envelope(raw: bytes | None) -> dict[str, Any]:
 
 
 def decode(schema: TableSchema, raw: bytes | None) -> Change:
+    try:
+        return _decode(schema, raw)
+    except (DecodeError, UnknownColumns):
+        raise
+    except Exception as e:  # poison input must reach the dead-letter topic, never stop the worker
+        raise DecodeError(f"{type(e).__name__}: {e}") from e
+
+
+def _decode(schema: TableSchema, raw: bytes | None) -> Change:
     env = parse_envelope(raw)
     op = env.get("op")
     source = env.get("source")
@@ -155,9 +166,9 @@ def _conv(conv: Callable[[Any], str], value: Any, name: str) -> str:
         raise DecodeError(f"column {name!r}: {e}") from e
 
 
-def _text(cql: Any, value: Any, name: str) -> str:
+def _bound_value(cql: Any, value: Any, name: str) -> str:
     try:
-        return to_pg_text(cql, value)
+        return to_pg_text(cql, _from_cql_string(cql.name, value))
     except ValueError as e:
         raise DecodeError(f"column {name!r}: {e}") from e
 
@@ -180,7 +191,7 @@ def _bound(schema: TableSchema, raw: Any, which: str) -> Bound | None:
     for col, v in zip(clustering, values, strict=False):
         if not isinstance(v, dict) or v.get("name") != col.name:
             raise DecodeError(f"range bound value for {col.name!r} is malformed")
-        out.append(_text(col.cql, _from_cql_string(col.cql.name, v.get("value")), col.name))
+        out.append(_bound_value(col.cql, v.get("value"), col.name))
     return tuple(out), method.startswith("INCL")
 
 

@@ -14,6 +14,7 @@ Layout of a replicated table `s.t` (docs/worker.md has the full story):
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -29,6 +30,20 @@ class DeleteMode(StrEnum):
 def qi(name: str) -> str:
     """Quote a PostgreSQL identifier."""
     return '"' + name.replace('"', '""') + '"'
+
+
+_RESERVED = re.compile(r"_+cdc")
+
+
+def safe_name(name: str) -> str:
+    """The PostgreSQL name of a source column: `_cdc*` is the worker's own namespace.
+
+    A name of one or more underscores followed by `cdc` (a legal quoted CQL identifier such as
+    `"_cdc_ts"`) gets one more leading underscore: `_cdc_ts` → `__cdc_ts`, `__cdc_x` →
+    `___cdc_x`. Every other name is kept. The mapping is one-to-one, and no result is a
+    `_cdc*` name (those start with exactly one underscore).
+    """
+    return "_" + name if _RESERVED.match(name) else name
 
 
 def side_name(prefix: str, table: str) -> str:
@@ -60,7 +75,7 @@ class Target:
     rename: tuple[tuple[str, str], ...] = ()
 
     def _target_name(self, source: str) -> str:
-        return dict(self.rename).get(source, source)
+        return safe_name(dict(self.rename).get(source, source))
 
     @property
     def key_columns(self) -> tuple[Column, ...]:

@@ -91,20 +91,20 @@ class TableWriter:
             f"CREATE TEMP TABLE {self.stage} ({kdef}{vdef}, _cdc_ts bigint[], "
             "_cdc_exp bigint[], _cdc_marker_ts bigint, _cdc_marker_exp bigint, _cdc_del_ts bigint, "
             f"PRIMARY KEY ({klist})) ON COMMIT DELETE ROWS",
-            f"CREATE TEMP TABLE IF NOT EXISTS {self.pdel} ({pdef}, ts bigint NOT NULL) "
+            f"CREATE TEMP TABLE IF NOT EXISTS {self.pdel} ({pdef}, _cdc_ts bigint NOT NULL) "
             "ON COMMIT DELETE ROWS",
-            f"CREATE TEMP TABLE IF NOT EXISTS {self.rowdel} ({kdef}, ts bigint NOT NULL) "
+            f"CREATE TEMP TABLE IF NOT EXISTS {self.rowdel} ({kdef}, _cdc_ts bigint NOT NULL) "
             "ON COMMIT DELETE ROWS",
-            f"CREATE TEMP TABLE IF NOT EXISTS {self.rdel} (idx int NOT NULL, {pdef}) "
+            f"CREATE TEMP TABLE IF NOT EXISTS {self.rdel} (_cdc_idx int NOT NULL, {pdef}) "
             "ON COMMIT DELETE ROWS",
         ]
         self.copy_stage = (
             f"COPY {self.stage} ({', '.join([*K, *(qi(c.target) for c in vals)])}, _cdc_ts, "
             "_cdc_exp, _cdc_marker_ts, _cdc_marker_exp, _cdc_del_ts) FROM STDIN"
         )
-        self.copy_pdel = f"COPY {self.pdel} ({', '.join(P)}, ts) FROM STDIN"
-        self.copy_rowdel = f"COPY {self.rowdel} ({klist}, ts) FROM STDIN"
-        self.copy_rdel = f"COPY {self.rdel} (idx, {', '.join(P)}) FROM STDIN"
+        self.copy_pdel = f"COPY {self.pdel} ({', '.join(P)}, _cdc_ts) FROM STDIN"
+        self.copy_rowdel = f"COPY {self.rowdel} ({klist}, _cdc_ts) FROM STDIN"
+        self.copy_rdel = f"COPY {self.rdel} (_cdc_idx, {', '.join(P)}) FROM STDIN"
         # The side tables hold one write's deletes only: emptied after use, and all four at
         # once before each event of the per-event fallback (apply.py, `_isolate`).
         self.clear_sql = f"TRUNCATE {self.stage}, {self.pdel}, {self.rowdel}, {self.rdel}"
@@ -113,8 +113,9 @@ class TableWriter:
             return " AND ".join(f"{a}.{c} = {b}.{c}" for c in cols)
 
         self.store_ptomb = (
-            f"INSERT INTO {t.ptomb} ({', '.join(P)}, _cdc_del_ts) SELECT {', '.join(P)}, max(ts) "
-            f"FROM {self.pdel} GROUP BY {', '.join(P)} ON CONFLICT ({', '.join(P)}) DO UPDATE SET "
+            f"INSERT INTO {t.ptomb} ({', '.join(P)}, _cdc_del_ts) "
+            f"SELECT {', '.join(P)}, max(_cdc_ts) FROM {self.pdel} GROUP BY {', '.join(P)} "
+            f"ON CONFLICT ({', '.join(P)}) DO UPDATE SET "
             f"_cdc_del_ts = GREATEST({t.ptomb}._cdc_del_ts, EXCLUDED._cdc_del_ts), "
             "_cdc_recorded_at = now()"
         )
@@ -124,11 +125,11 @@ class TableWriter:
         )
         mk = ", ".join("m." + k for k in K)
         self.expand_pdel = (
-            f"INSERT INTO {self.stage} ({klist}, _cdc_del_ts) SELECT {mk}, max(p.ts) "
+            f"INSERT INTO {self.stage} ({klist}, _cdc_del_ts) SELECT {mk}, max(p._cdc_ts) "
             f"FROM {t.fq} m JOIN {self.pdel} p ON {on('m', 'p', P)} GROUP BY {mk} {upsert_del}"
         )
         self.apply_rowdel = (
-            f"INSERT INTO {self.stage} ({klist}, _cdc_del_ts) SELECT {klist}, max(ts) "
+            f"INSERT INTO {self.stage} ({klist}, _cdc_del_ts) SELECT {klist}, max(_cdc_ts) "
             f"FROM {self.rowdel} GROUP BY {klist} {upsert_del}"
         )
         self.apply_ptomb = (
@@ -137,7 +138,8 @@ class TableWriter:
         )
         ktext = ", ".join(f"m.{k}::text" for k in K)
         self.rows_in_rdel = (
-            f"SELECT DISTINCT r.idx, {ktext} FROM {t.fq} m JOIN {self.rdel} r ON {on('m', 'r', P)}"
+            f"SELECT DISTINCT r._cdc_idx, {ktext} FROM {t.fq} m "
+            f"JOIN {self.rdel} r ON {on('m', 'r', P)}"
         )
         stext = ", ".join(f"s.{k}::text" for k in K)
         self.stage_vs_rtomb = (
@@ -169,47 +171,52 @@ class TableWriter:
         for i, c in enumerate(vals):
             a, col = self.attnums[c.target], qi(c.target)
             j += [
-                f"s.{col} AS s{i}", f"m.{col} AS o{i}",
-                f"s._cdc_ts[{i + 1}] AS st{i}", f"({o('_cdc_ts')})[{a}] AS ot{i}",
-                f"s._cdc_exp[{i + 1}] AS se{i}", f"({o('_cdc_exp')})[{a}] AS oe{i}",
+                f"s.{col} AS _cdcs{i}", f"m.{col} AS _cdco{i}",
+                f"s._cdc_ts[{i + 1}] AS _cdcst{i}", f"({o('_cdc_ts')})[{a}] AS _cdcot{i}",
+                f"s._cdc_exp[{i + 1}] AS _cdcse{i}", f"({o('_cdc_exp')})[{a}] AS _cdcoe{i}",
             ]  # fmt: skip
             w.append(
-                f"(st{i} IS NOT NULL AND (ot{i} IS NULL OR st{i} > ot{i} OR (st{i} = ot{i} AND ("
-                f"(s{i} IS NULL AND o{i} IS NOT NULL) OR "
-                f"(s{i} IS NOT NULL AND o{i} IS NOT NULL AND s{i} > o{i}::text) OR "
-                f"(s{i} IS NOT DISTINCT FROM o{i}::text AND "
-                f"COALESCE(se{i}, {_MAX}) > COALESCE(oe{i}, {_MAX})))))) AS w{i}"
+                f"(_cdcst{i} IS NOT NULL AND (_cdcot{i} IS NULL OR _cdcst{i} > _cdcot{i} "
+                f"OR (_cdcst{i} = _cdcot{i} AND ("
+                f"(_cdcs{i} IS NULL AND _cdco{i} IS NOT NULL) OR "
+                f"(_cdcs{i} IS NOT NULL AND _cdco{i} IS NOT NULL AND _cdcs{i} > _cdco{i}::text) OR "
+                f"(_cdcs{i} IS NOT DISTINCT FROM _cdco{i}::text AND "
+                f"COALESCE(_cdcse{i}, {_MAX}) > COALESCE(_cdcoe{i}, {_MAX})))))) AS _cdcw{i}"
             )
             mrg += [
-                f"CASE WHEN w{i} THEN s{i}::{c.pg_type} ELSE o{i} END AS v{i}",
-                f"CASE WHEN w{i} THEN st{i} ELSE ot{i} END AS t{i}",
-                f"CASE WHEN w{i} THEN se{i} ELSE oe{i} END AS e{i}",
-                f"o{i}",
+                f"CASE WHEN _cdcw{i} THEN _cdcs{i}::{c.pg_type} ELSE _cdco{i} END AS _cdcv{i}",
+                f"CASE WHEN _cdcw{i} THEN _cdcst{i} ELSE _cdcot{i} END AS _cdct{i}",
+                f"CASE WHEN _cdcw{i} THEN _cdcse{i} ELSE _cdcoe{i} END AS _cdce{i}",
+                f"_cdco{i}",
             ]
         j += [
-            f"GREATEST(s._cdc_del_ts, m._cdc_del_ts{'' if soft else ', d._cdc_del_ts'}) AS del",
-            "s._cdc_marker_ts AS sm", "s._cdc_marker_exp AS sme",
-            f"{o('_cdc_marker_ts')} AS om", f"{o('_cdc_marker_exp')} AS ome",
-            f"{'m._cdc_deleted_at' if soft else 'NULL::timestamptz'} AS odel_at",
+            f"GREATEST(s._cdc_del_ts, m._cdc_del_ts{'' if soft else ', d._cdc_del_ts'}) AS _cdcdel",
+            "s._cdc_marker_ts AS _cdcsm", "s._cdc_marker_exp AS _cdcsme",
+            f"{o('_cdc_marker_ts')} AS _cdcom", f"{o('_cdc_marker_exp')} AS _cdcome",
+            f"{'m._cdc_deleted_at' if soft else 'NULL::timestamptz'} AS _cdcodel_at",
         ]  # fmt: skip
         w.append(
-            f"(sm IS NOT NULL AND (om IS NULL OR sm > om OR (sm = om AND "
-            f"COALESCE(sme, {_MAX}) > COALESCE(ome, {_MAX})))) AS wm"
+            f"(_cdcsm IS NOT NULL AND (_cdcom IS NULL OR _cdcsm > _cdcom OR (_cdcsm = _cdcom AND "
+            f"COALESCE(_cdcsme, {_MAX}) > COALESCE(_cdcome, {_MAX})))) AS _cdcwm"
         )
         mrg += [
-            "j.del", "j.odel_at",
-            "CASE WHEN wm THEN sm ELSE om END AS mt", "CASE WHEN wm THEN sme ELSE ome END AS me",
+            "j._cdcdel", "j._cdcodel_at",
+            "CASE WHEN _cdcwm THEN _cdcsm ELSE _cdcom END AS _cdcmt",
+            "CASE WHEN _cdcwm THEN _cdcsme ELSE _cdcome END AS _cdcme",
         ]  # fmt: skip
         live = [
-            f"COALESCE(t{i} > COALESCE(del, -1) AND v{i} IS NOT NULL "
-            f"AND (e{i} IS NULL OR e{i} > %(now)s), false)"
+            f"COALESCE(_cdct{i} > COALESCE(_cdcdel, -1) AND _cdcv{i} IS NOT NULL "
+            f"AND (_cdce{i} IS NULL OR _cdce{i} > %(now)s), false)"
             for i in range(len(vals))
         ]
-        live_m = "COALESCE(mt > COALESCE(del, -1) AND (me IS NULL OR me > %(now)s), false)"
-        f = [f"m.{k}" for k in K] + [f"{lv} AS l{i}" for i, lv in enumerate(live)]
-        f += [f"m.v{i}, m.t{i}, m.e{i}, m.o{i}" for i in range(len(vals))]
-        f += ["m.del", "m.odel_at", "m.mt", "m.me", f"{live_m} AS lm"]
-        alive = " OR ".join([*(f"l{i}" for i in range(len(vals))), "lm"])
+        live_m = (
+            "COALESCE(_cdcmt > COALESCE(_cdcdel, -1) "
+            "AND (_cdcme IS NULL OR _cdcme > %(now)s), false)"
+        )
+        f = [f"m.{k}" for k in K] + [f"{lv} AS _cdcl{i}" for i, lv in enumerate(live)]
+        f += [f"m._cdcv{i}, m._cdct{i}, m._cdce{i}, m._cdco{i}" for i in range(len(vals))]
+        f += ["m._cdcdel", "m._cdcodel_at", "m._cdcmt", "m._cdcme", f"{live_m} AS _cdclm"]
+        alive = " OR ".join([*(f"_cdcl{i}" for i in range(len(vals))), "_cdclm"])
 
         size = max([self.attnums[c.target] for c in vals], default=0)
         pos = {self.attnums[c.target]: i for i, c in enumerate(vals)}
@@ -222,20 +229,21 @@ class TableWriter:
 
         r = [f"f.{k}" for k in K]
         for i, c in enumerate(vals):
-            value = f"CASE WHEN l{i} THEN v{i} END"
+            value = f"CASE WHEN _cdcl{i} THEN _cdcv{i} END"
             if soft:
-                value = f"CASE WHEN ({alive}) THEN {value} ELSE o{i} END"
+                value = f"CASE WHEN ({alive}) THEN {value} ELSE _cdco{i} END"
             r.append(f"{value} AS {qi(c.target)}")
         r += [
-            arr("CASE WHEN t{i} > COALESCE(del, -1) THEN t{i} END") + " AS _cdc_ts",
-            arr("CASE WHEN t{i} > COALESCE(del, -1) THEN e{i} END") + " AS _cdc_exp",
-            "CASE WHEN mt > COALESCE(del, -1) THEN mt END AS _cdc_marker_ts",
-            "CASE WHEN mt > COALESCE(del, -1) THEN me END AS _cdc_marker_exp",
-            "del AS _cdc_del_ts",
-            "LEAST(" + ", ".join([*(f"CASE WHEN l{i} THEN e{i} END" for i in range(len(vals))),
-                                  "CASE WHEN lm THEN me END"]) + ") AS _cdc_next_exp",
-            f"({alive}) AS alive",
-            "odel_at",
+            arr("CASE WHEN _cdct{i} > COALESCE(_cdcdel, -1) THEN _cdct{i} END") + " AS _cdc_ts",
+            arr("CASE WHEN _cdct{i} > COALESCE(_cdcdel, -1) THEN _cdce{i} END") + " AS _cdc_exp",
+            "CASE WHEN _cdcmt > COALESCE(_cdcdel, -1) THEN _cdcmt END AS _cdc_marker_ts",
+            "CASE WHEN _cdcmt > COALESCE(_cdcdel, -1) THEN _cdcme END AS _cdc_marker_exp",
+            "_cdcdel AS _cdc_del_ts",
+            "LEAST(" + ", ".join([*(f"CASE WHEN _cdcl{i} THEN _cdce{i} END"
+                                    for i in range(len(vals))),
+                                  "CASE WHEN _cdclm THEN _cdcme END"]) + ") AS _cdc_next_exp",
+            f"({alive}) AS _cdcalive",
+            "_cdcodel_at",
         ]  # fmt: skip
 
         cte = (
@@ -253,10 +261,12 @@ class TableWriter:
         main_sel = [*(f"r.{c}" for c in [*cols, *meta, "_cdc_next_exp"]), "now()"]
         if soft:
             main_cols.append("_cdc_deleted_at")
-            main_sel.append("CASE WHEN r.alive THEN NULL ELSE COALESCE(r.odel_at, now()) END")
+            main_sel.append(
+                "CASE WHEN r._cdcalive THEN NULL ELSE COALESCE(r._cdcodel_at, now()) END"
+            )
         sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in main_cols[len(K) :])
         klist = ", ".join(K)
-        where_live = "" if soft else " WHERE r.alive"
+        where_live = "" if soft else " WHERE r._cdcalive"
         stmt = (
             f"{cte}, up AS (INSERT INTO {t.fq} ({', '.join(main_cols)}) "
             f"SELECT {', '.join(main_sel)} FROM r{where_live} "
@@ -267,13 +277,13 @@ class TableWriter:
             dcols = [*K, *meta, "_cdc_dead_at"]
             dsets = ", ".join(f"{c} = EXCLUDED.{c}" for c in dcols[len(K) :])
             stmt += (
-                f", dm AS (DELETE FROM {t.fq} x USING r WHERE {rk} AND NOT r.alive RETURNING 1)"
+                f", dm AS (DELETE FROM {t.fq} x USING r WHERE {rk} AND NOT r._cdcalive RETURNING 1)"
                 f", di AS (INSERT INTO {t.dead} ({', '.join(dcols)}) SELECT "
-                f"{', '.join(f'r.{c}' for c in [*K, *meta])}, now() FROM r WHERE NOT r.alive "
+                f"{', '.join(f'r.{c}' for c in [*K, *meta])}, now() FROM r WHERE NOT r._cdcalive "
                 f"ON CONFLICT ({klist}) DO UPDATE SET {dsets} RETURNING 1)"
-                f", dd AS (DELETE FROM {t.dead} x USING r WHERE {rk} AND r.alive RETURNING 1)"
+                f", dd AS (DELETE FROM {t.dead} x USING r WHERE {rk} AND r._cdcalive RETURNING 1)"
             )
-        stmt += " SELECT (SELECT count(*) FROM r), (SELECT count(*) FROM r WHERE r.alive)"
+        stmt += " SELECT (SELECT count(*) FROM r), (SELECT count(*) FROM r WHERE r._cdcalive)"
         if not soft:
             stmt += (
                 ", (SELECT count(*) FROM dm), (SELECT count(*) FROM di), (SELECT count(*) FROM dd)"
