@@ -7,7 +7,7 @@ import os
 import sys
 
 from cdc_worker import __version__
-from cdc_worker.config import ConfigError, load_config
+from cdc_worker.config import ConfigError, WorkerConfig, load_config
 from cdc_worker.observe import setup_logging
 
 
@@ -27,8 +27,10 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--log-level", default=os.environ.get("CDC_LOG_LEVEL", "INFO"))
     check = sub.add_parser("check-config", help="validate a config file and exit")
     check.add_argument("--config", required=True)
+    for name, text in SCANS.items():
+        _scan_args(sub.add_parser(name, help=text))
     args = parser.parse_args(argv)
-    setup_logging(args.log_level if args.command == "run" else "WARNING")
+    setup_logging(args.log_level if args.command in ("run", *SCANS) else "WARNING")
     try:
         cfg = load_config(args.config)
     except ConfigError as e:
@@ -37,8 +39,66 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check-config":
         print(f"ok: pipeline {cfg.pipeline}, {len(cfg.tables)} table(s)")
         return 0
+    if args.command in SCANS:
+        return _scan(cfg, args)
     from cdc_worker.runner import Worker, install_signals
 
     worker = Worker(cfg)
     install_signals(worker)
     return worker.run()
+
+
+SCANS = {
+    "verify": "compare a table with Cassandra by token range (dry run; --repair to fix)",
+    "repair": "verify and apply the differing rows through the worker's merge",
+    "backfill": "load a table from Cassandra with exact write times and TTLs",
+}
+
+
+def _scan_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", default=os.environ.get("CDC_WORKER_CONFIG"))
+    p.add_argument("--log-level", default=os.environ.get("CDC_LOG_LEVEL", "WARNING"))
+    p.add_argument("--table", help="keyspace.table or topic (default: the config's only table)")
+    p.add_argument("--consistency", default="LOCAL_QUORUM", help="Cassandra read consistency")
+    p.add_argument("--rows-per-second", type=float, default=0, help="read rate limit (0: none)")
+    p.add_argument("--slice", default="0/1", help="i/n: this process scans part i of n")
+    p.add_argument("--subranges", type=int, default=1024, help="sub-ranges over the whole ring")
+    p.add_argument(
+        "--lag-seconds",
+        type=float,
+        default=30.0,
+        help="differences newer than this are re-checked before they count",
+    )
+    p.add_argument("--recheck-wait-seconds", type=float, default=60.0)
+    p.add_argument("--fetch-size", type=int, default=1000, help="Cassandra page size")
+    p.add_argument("--no-resume", action="store_true", help="ignore the slice's checkpoint")
+    p.add_argument("--contact-points", help="comma-separated; overrides the config's")
+    p.add_argument("--repair", action="store_true", help="verify: repair what differs")
+    p.add_argument("--fail-on-diff", action="store_true", help="exit 3 when rows differ")
+
+
+def _scan(cfg: WorkerConfig, args: argparse.Namespace) -> int:
+    import orjson
+
+    from cdc_worker.scan.ring import parse_slice
+    from cdc_worker.scan.run import ScanOptions, run_scan
+
+    try:
+        i, n = parse_slice(args.slice)
+    except ValueError as e:
+        print(f"cdc-worker: {e}", file=sys.stderr)
+        return 2
+    kind = "repair" if args.command == "repair" or args.repair else args.command
+    opts = ScanOptions(
+        kind, args.table, args.consistency, args.rows_per_second, i, n, args.subranges,
+        args.lag_seconds, args.recheck_wait_seconds, fetch_size=args.fetch_size,
+        resume=not args.no_resume,
+        contact_points=tuple(args.contact_points.split(",")) if args.contact_points else (),
+    )  # fmt: skip
+    try:
+        result = run_scan(cfg, opts, dict(os.environ))
+    except ValueError as e:
+        print(f"cdc-worker: {e}", file=sys.stderr)
+        return 2
+    print(orjson.dumps(result.as_json()).decode(), flush=True)
+    return 3 if args.fail_on_diff and result.rowsDiffering else 0

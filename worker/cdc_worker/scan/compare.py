@@ -1,0 +1,136 @@
+"""Compare one token sub-range with PostgreSQL: digests first, Merkle-style drill-down, rows last.
+
+The Cassandra rows of a sub-range are in memory (they were read once); the
+PostgreSQL side answers digests in SQL. Equal digests end the work for the
+range without moving a PostgreSQL row into Python. Unequal ones are halved by
+token and each half compared again, recursing only into halves that differ,
+until a half holds at most `leaf_rows` rows on each side; only then are the
+PostgreSQL rows fetched and matched with Cassandra's by key. A handful of
+drifted rows among millions costs O(log n) digest queries each.
+
+The in-flight rule: a difference whose newest write time (either side) is
+newer than the read time minus `lag`, or which involves a cell expiring within
+`lag` of it, may just be an event still on its way through Kafka; it is kept
+aside and re-checked later (`recheck`) before it counts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from cdc_worker.scan.digest import Digest, row_hash, row_text
+from cdc_worker.scan.pgside import Conn, PgRow, PgSide
+from cdc_worker.scan.reader import ScanRow
+from cdc_worker.scan.ring import TokenRange
+from cdc_worker.scan.values import canon
+from cdc_worker.target import Target
+
+
+@dataclass(slots=True)
+class CRow:
+    """A Cassandra row in digest form."""
+
+    row: ScanRow
+    key_text: str
+    fields: tuple[str | None, ...]
+    hash: int
+    newest: int
+
+
+@dataclass(slots=True)
+class Diff:
+    token: int
+    key_text: str
+    cass: CRow | None  # None: absent in Cassandra
+    pg: PgRow | None  # None: absent in PostgreSQL
+    columns: list[str] = field(default_factory=list)  # differing value columns (source names)
+
+    @property
+    def newest(self) -> int:
+        return max(self.cass.newest if self.cass else 0, self.pg.newest if self.pg else 0)
+
+
+class Comparer:
+    def __init__(self, target: Target, pg: PgSide, leaf_rows: int = 64, lag_us: int = 0) -> None:
+        self.t = target
+        self.pg = pg
+        self.leaf_rows = leaf_rows
+        self.lag_us = lag_us
+        self.keys = [c.col for c in target.key_columns]
+        self.vals = target.value_columns
+        # A Cassandra row with no live replicated cell exists only through its row marker,
+        # which the worker holds when every column is replicated; otherwise it is ambiguous.
+        self.all_columns = len(self.vals) == len(target.schema.values)
+        self.digest_queries = 0
+
+    def canon_row(self, r: ScanRow, now_us: int) -> CRow | None:
+        key = "".join(f"{len(s)}:{s}" for s in (canon(c.cql, v) or "" for c, v in
+                                                 zip(self.keys, r.key, strict=True)))  # fmt: skip
+        fields: list[str | None] = []
+        newest = 0
+        near = False
+        for c in self.vals:
+            value, wt, exp = r.cells.get(c.source, (None, None, None))
+            if exp is not None and abs(exp - now_us) <= self.lag_us:
+                near = True
+            live = value is not None and (exp is None or exp > now_us)
+            fields.append(canon(c.col.cql, value) if live else None)
+            if live and wt is not None and wt > newest:
+                newest = wt
+        if all(f is None for f in fields) and not self.all_columns:
+            return None
+        text = key + row_text(fields)
+        return CRow(r, key, tuple(fields), row_hash(text), now_us if near else newest)
+
+    def compare(
+        self, conn: Conn, r: TokenRange, rows: Sequence[ScanRow], now_us: int
+    ) -> list[Diff]:
+        crows = [c for c in (self.canon_row(x, now_us) for x in rows) if c is not None]
+        return self._drill(conn, r, crows, now_us, None)
+
+    def _drill(
+        self, conn: Conn, r: TokenRange, crows: list[CRow], now_us: int, pg_d: Digest | None
+    ) -> list[Diff]:
+        if pg_d is None:
+            pg_d = self.pg.digest(conn, r, now_us)
+            self.digest_queries += 1
+        if Digest.of(c.hash for c in crows) == pg_d:
+            return []
+        halves = r.halves()
+        if halves is None or max(pg_d.count, len(crows)) <= self.leaf_rows:
+            return self.leaf(conn, r, crows, now_us)
+        out: list[Diff] = []
+        for h in halves:
+            out += self._drill(conn, h, [c for c in crows if h.contains(c.row.token)], now_us, None)
+        return out
+
+    def leaf(self, conn: Conn, r: TokenRange, crows: list[CRow], now_us: int) -> list[Diff]:
+        """Row-level comparison: the PostgreSQL rows of `r` against Cassandra's, by key."""
+        pg_rows = {p.key_text: p for p in self.pg.rows(conn, r, now_us, self.lag_us)}
+        out: list[Diff] = []
+        for c in crows:
+            p = pg_rows.pop(c.key_text, None)
+            if p is None:
+                out.append(Diff(c.row.token, c.key_text, c, None))
+            elif p.hash != c.hash:
+                cols = [v.source for v, a, b in zip(self.vals, c.fields, p.fields, strict=True)
+                        if a != b]  # fmt: skip
+                out.append(Diff(c.row.token, c.key_text, c, p, cols))
+        out += [Diff(p.token, p.key_text, None, p) for p in pg_rows.values()]
+        return out
+
+    def recheck(self, conn: Conn, reader: Any, diffs: Sequence[Diff], now_us: int) -> list[Diff]:
+        """Compare the rows of `diffs` afresh from both sides; return those still differing."""
+        out: list[Diff] = []
+        for tok in sorted({d.token for d in diffs}):
+            r = TokenRange(tok - 1, tok)
+            keys = {d.key_text for d in diffs if d.token == tok}
+            fresh = [self.canon_row(x, now_us) for x in reader.read(r)]
+            found = self.leaf(conn, r, [c for c in fresh if c is not None], now_us)
+            out += [d for d in found if d.key_text in keys]
+        return out
+
+    def in_flight(self, d: Diff, read_us: int) -> bool:
+        return d.newest > read_us - self.lag_us

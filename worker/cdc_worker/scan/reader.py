@@ -1,0 +1,166 @@
+"""Read a Cassandra table by token range: every column with its WRITETIME() and TTL().
+
+One prepared statement per table, `token(pk) > ? AND token(pk) <= ?`, paged by
+the driver (`fetch_size`), at a configurable consistency level (default
+LOCAL_QUORUM: the same replicas a quorum write reached, so a verify does not
+report what a single lagging replica has not got yet). A token-bucket style
+limiter sleeps between pages so a scan stays under `rows_per_second`.
+
+WRITETIME()/TTL() are allowed on every regular and static column; on a
+non-frozen collection Cassandra 5.0 returns one value per element
+(CASSANDRA-8877, org.apache.cassandra.cql3.selection.WritetimeOrTTLSelector with
+ColumnTimestamps); the TTL list holds a null per element without TTL, which the
+Python driver cannot decode (a null inside a list), so both lists are reduced
+server-side with 5.0's collection_max/collection_min
+(org.apache.cassandra.cql3.functions.CollectionFcts, CASSANDRA-18060), which
+skip nulls. The worker keeps one timestamp per column (the stream carries the
+whole column), so a collection's write time is its newest element's and its
+expiry its earliest element's: the value changes at that moment. Counters have
+neither and are not supported. Primary-key columns have none either, so a row
+that exists only through its row marker has no readable write time.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from cdc_worker.config import CassandraConfig, secret
+from cdc_worker.scan.ring import TokenRange
+from cdc_worker.schema import SourceColumn, TableSchema
+
+CONSISTENCY_LEVELS = ("ONE", "TWO", "THREE", "QUORUM", "ALL", "LOCAL_QUORUM", "EACH_QUORUM",
+                      "LOCAL_ONE")  # fmt: skip
+
+Cell = tuple[Any, int | None, int | None]  # driver value, write time µs, expiry µs
+
+
+@dataclass(slots=True)
+class ScanRow:
+    token: int
+    key: tuple[Any, ...]  # driver values, primary-key order
+    cells: dict[str, Cell]  # source column -> cell (value None: no live cell)
+    read_us: int  # when the page holding this row was read
+
+
+def connect(cfg: CassandraConfig, env: dict[str, str], contact_points: Sequence[str] = ()) -> Any:
+    """A driver Cluster for the config's contact points (credentials from env only)."""
+    from cassandra.auth import PlainTextAuthProvider
+    from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
+    from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
+
+    hosts, port = [], 9042
+    for cp in contact_points or cfg.contact_points:
+        host, _, p = cp.rpartition(":") if ":" in cp else (cp, "", "")
+        hosts.append(host or cp)
+        port = int(p) if p else port
+    user, password = secret(env, "CASSANDRA_USERNAME"), secret(env, "CASSANDRA_PASSWORD")
+    auth = PlainTextAuthProvider(user, password) if user and password else None
+    policy = TokenAwarePolicy(DCAwareRoundRobinPolicy(local_dc=cfg.local_datacenter))
+    profile = ExecutionProfile(load_balancing_policy=policy, request_timeout=60)
+    return Cluster(hosts, port=port, protocol_version=5, auth_provider=auth,
+                   execution_profiles={EXEC_PROFILE_DEFAULT: profile})  # fmt: skip
+
+
+def ring_tokens(cluster: Any) -> list[int]:
+    tm = cluster.metadata.token_map
+    return [int(t.value) for t in tm.ring] if tm is not None else []
+
+
+class RateLimiter:
+    """Sleeps so that `rows` reported over time stay under `per_second` (0: unlimited)."""
+
+    def __init__(self, per_second: float) -> None:
+        self.per_second = per_second
+        self.t0 = time.monotonic()
+        self.rows = 0
+
+    def took(self, rows: int) -> None:
+        self.rows += rows
+        if self.per_second > 0:
+            ahead = self.rows / self.per_second - (time.monotonic() - self.t0)
+            if ahead > 0:
+                time.sleep(ahead)
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+class Reader:
+    def __init__(
+        self, session: Any, schema: TableSchema, columns: Sequence[SourceColumn],
+        consistency: str = "LOCAL_QUORUM", fetch_size: int = 1000, rows_per_second: float = 0,
+    ) -> None:  # fmt: skip
+        from cassandra import ConsistencyLevel
+
+        if consistency not in CONSISTENCY_LEVELS:
+            raise ValueError(f"unknown consistency level {consistency}")
+        self.session = session
+        self.schema = schema
+        self.columns = [c for c in columns if c.cql.name != "counter"]
+        self.cl = getattr(ConsistencyLevel, consistency)
+        self.fetch_size = fetch_size
+        self.limiter = RateLimiter(rows_per_second)
+        pk = ", ".join(_q(c.name) for c in schema.partition_key)
+        sel = [f"token({pk})", *(_q(c.name) for c in schema.primary_key)]
+        for c in self.columns:
+            n = _q(c.name)
+            if c.cql.is_collection and not c.cql.frozen:
+                # Per-element lists; a TTL list holds nulls the driver cannot decode, so
+                # reduce server-side (null elements are skipped by collection_min/max).
+                sel += [n, f"collection_max(WRITETIME({n}))", f"collection_min(TTL({n}))"]
+            else:
+                sel += [n, f"WRITETIME({n})", f"TTL({n})"]
+        base = f"SELECT {', '.join(sel)} FROM {_q(schema.keyspace)}.{_q(schema.table)}"
+        self._range = self._prepare(f"{base} WHERE token({pk}) > ? AND token({pk}) <= ?")
+        where = " AND ".join(f"{_q(c.name)} = ?" for c in schema.primary_key)
+        self._row = self._prepare(f"{base} WHERE {where}")
+        self.nkey = len(schema.primary_key)
+        self.has_clustering = bool(schema.clustering)
+
+    def _prepare(self, cql: str) -> Any:
+        ps = self.session.prepare(cql)
+        ps.consistency_level = self.cl
+        ps.fetch_size = self.fetch_size
+        return ps
+
+    def read(self, r: TokenRange) -> list[ScanRow]:
+        """Every row of the range, in token order (then clustering order)."""
+        return list(self._rows(self._range.bind((r.start, r.end))))
+
+    def read_keys(self, keys: Sequence[tuple[Any, ...]]) -> list[ScanRow]:
+        out: list[ScanRow] = []
+        for k in keys:
+            out += self._rows(self._row.bind(k))
+        return out
+
+    def _rows(self, stmt: Any) -> Iterator[ScanRow]:
+        rs = self.session.execute(stmt)
+        while True:
+            now_us = int(time.time() * 1_000_000)
+            now_s = now_us // 1_000_000
+            page = rs.current_rows
+            for row in page:
+                out = self._convert(row, now_us, now_s)
+                if out is not None:
+                    yield out
+            self.limiter.took(len(page))
+            if not rs.has_more_pages:
+                return
+            rs.fetch_next_page()
+
+    def _convert(self, row: Sequence[Any], now_us: int, now_s: int) -> ScanRow | None:
+        key = tuple(row[1 : 1 + self.nkey])
+        if self.has_clustering and key[-1] is None:
+            return None  # a partition holding only static cells: no row to replicate
+        cells: dict[str, Cell] = {}
+        i = 1 + self.nkey
+        for c in self.columns:
+            value, wt, ttl = row[i], row[i + 1], row[i + 2]
+            i += 3
+            expiry = (now_s + int(ttl)) * 1_000_000 if ttl is not None else None
+            cells[c.name] = (value, wt, expiry)
+        return ScanRow(int(row[0]), key, cells, now_us)

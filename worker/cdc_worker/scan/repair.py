@@ -1,0 +1,131 @@
+"""Cassandra rows → `Change`s with Cassandra's own write times → coalesce → the worker's writer.
+
+Repair and backfill never write PostgreSQL directly: each row becomes the
+changes the stream would have carried — one WRITE per distinct WRITETIME() with
+its cells and their TTL expiry — and those go through `coalesce` and the same
+set-based merge as streamed batches, under the same per-table lock. So a
+repaired cell can never overwrite a newer streamed one (last-write-wins by
+timestamp), and a streamed write that lands later still wins if it is newer.
+
+Three cases need more than Cassandra's cells:
+- a cell that is null in Cassandra but set in PostgreSQL: a cell tombstone at
+  the stored cell's own time (a deletion wins a tie, `Cells.resolveRegular`);
+- a cell that differs although PostgreSQL's time is not older (a hand edit, or
+  a collection the stream only saw as deltas): the stored time is dropped
+  (compare-and-set on the observed value) so Cassandra's cell wins the merge;
+- a row absent in Cassandra: a row tombstone at the newest time the stored row
+  carries, which removes exactly what PostgreSQL holds and nothing newer that
+  Cassandra might still hold (a tombstone at the scan time could shadow a write
+  with an older client timestamp that reached Cassandra after the read).
+A row with no live cell exists in Cassandra only through its row marker, whose
+time CQL does not expose: it gets a marker at the time the row was read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from cdc_worker.coalesce import coalesce
+from cdc_worker.decode import Change, Kind
+from cdc_worker.scan.compare import Diff
+from cdc_worker.scan.pgside import Conn, PgSide
+from cdc_worker.scan.reader import ScanRow
+from cdc_worker.scan.values import pg_text
+from cdc_worker.schema import TableSchema
+from cdc_worker.write import TableWriter
+
+Key = tuple[str | None, ...]
+
+
+def row_key(schema: TableSchema, r: ScanRow) -> Key:
+    return tuple(pg_text(c.cql, v) for c, v in zip(schema.primary_key, r.key, strict=True))
+
+
+def row_changes(schema: TableSchema, r: ScanRow, key: Key | None = None) -> list[Change]:
+    """The writes that recreate a Cassandra row: one per distinct write time."""
+    key = key if key is not None else row_key(schema, r)
+    by_ts: dict[int, dict[str, tuple[str | None, int | None]]] = {}
+    for c in schema.values:
+        value, wt, exp = r.cells.get(c.name, (None, None, None))
+        if value is None or wt is None:
+            continue
+        text = pg_text(c.cql, value)
+        if text is not None:
+            by_ts.setdefault(wt, {})[c.name] = (text, exp)
+    out = [Change(Kind.WRITE, ts, key, cells, False, None) for ts, cells in by_ts.items()]
+    if not out:
+        out.append(Change(Kind.WRITE, r.read_us, key, {}, True, None))
+    return out
+
+
+def part_texts(schema: TableSchema, key: Key) -> list[str]:
+    return [str(k) for k in key[: len(schema.partition_key)]]
+
+
+def write_rows(
+    conn: Conn, writer: TableWriter, pg: PgSide, rows: Sequence[ScanRow], now_us: int
+) -> int:
+    """Backfill: merge Cassandra rows as they are; returns the rows written."""
+    schema = writer.t.schema
+    changes: list[Change] = []
+    parts: list[list[str]] = []
+    toks: list[int] = []
+    for r in rows:
+        key = row_key(schema, r)
+        changes += row_changes(schema, r, key)
+        parts.append(part_texts(schema, key))
+        toks.append(r.token)
+    _merge(conn, writer, pg, changes, [], now_us)
+    pg.set_tokens(conn, parts, toks)
+    return len(rows)
+
+
+def repair(conn: Conn, writer: TableWriter, pg: PgSide, diffs: Sequence[Diff], now_us: int) -> int:
+    """Make the rows of `diffs` equal to Cassandra through the merge; returns rows repaired."""
+    schema = writer.t.schema
+    target_of = {c.source: c.target for c in writer.vals}
+    index = {c.source: i for i, c in enumerate(writer.vals)}
+    changes: list[Change] = []
+    forgets: list[tuple[tuple[str, ...], str, int]] = []
+    parts: list[list[str]] = []
+    toks: list[int] = []
+    for d in diffs:
+        if d.cass is None:
+            assert d.pg is not None
+            key: Key = d.pg.key_pg
+            changes.append(Change(Kind.ROW_DELETE, d.pg.newest, key, {}, False, None))
+            continue
+        key = row_key(schema, d.cass.row)
+        changes += row_changes(schema, d.cass.row, key)
+        parts.append(part_texts(schema, key))
+        toks.append(d.token)
+        if d.pg is None:
+            continue
+        for col in d.columns:
+            stored = d.pg.ts[index[col]]
+            value, wt, _ = d.cass.row.cells.get(col, (None, None, None))
+            if value is None or d.cass.fields[index[col]] is None:
+                changes.append(
+                    Change(Kind.WRITE, stored or 0, key, {col: (None, None)}, False, None)
+                )
+            elif stored is not None and (wt is None or stored >= wt):
+                forgets.append((d.pg.key_pg, target_of[col], stored))
+    _merge(conn, writer, pg, changes, forgets, now_us)
+    pg.set_tokens(conn, parts, toks)
+    return len(diffs)
+
+
+def _merge(
+    conn: Conn, writer: TableWriter, pg: PgSide, changes: list[Change],
+    forgets: list[tuple[tuple[str, ...], str, int]], now_us: int,
+) -> None:  # fmt: skip
+    if not changes:
+        return
+    batch = coalesce(writer.t.schema, changes)
+    with conn.transaction(), conn.cursor() as cur:
+        cur.execute(f"TRUNCATE {writer.stage}")
+        if forgets:
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (writer.t.lock_key,))
+            for key_pg, column, observed in forgets:
+                pg.forget(cur, key_pg, column, observed)
+        writer.write(cur, batch, now_us)

@@ -1,0 +1,240 @@
+"""One slice of a verify, repair or backfill, resumable through `<schema>._cdc_scan_checkpoints`.
+
+The slice's sub-ranges are processed in token order and the checkpoint row
+(kind, table, slice i, of n) moves forward after each, with the counters, so a
+restarted Job pod resumes at the first unfinished sub-range. A checkpoint is
+only resumed for the same plan (the same sub-ranges): a changed ring or
+`--subranges` starts over. Differences held back by the in-flight rule are
+re-checked at the end of the slice, after waiting until they are older than
+the lag (at most `recheck_wait` seconds); those still too new are reported as
+`rowsInFlight`, not as differing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import psycopg
+import structlog
+
+from cdc_worker.config import TableConfig, WorkerConfig
+from cdc_worker.connect import pg_connect
+from cdc_worker.scan import repair as R
+from cdc_worker.scan.compare import Comparer, Diff
+from cdc_worker.scan.pgside import CHECKPOINTS_DDL, Conn, PgSide
+from cdc_worker.scan.reader import Reader, connect, ring_tokens
+from cdc_worker.scan.ring import TokenRange, plan, slice_of
+from cdc_worker.sources import resolve_schema
+from cdc_worker.tables import prepare
+from cdc_worker.target import DeleteMode, Target, qi
+
+log = structlog.get_logger("cdc_worker.scan")
+
+
+@dataclass(frozen=True, slots=True)
+class ScanOptions:
+    kind: str  # verify | repair | backfill
+    table: str | None = None  # keyspace.table or topic; None: the only table of the config
+    consistency: str = "LOCAL_QUORUM"
+    rows_per_second: float = 0
+    slice_index: int = 0
+    slice_count: int = 1
+    subranges: int = 1024
+    lag_seconds: float = 30.0
+    recheck_wait_seconds: float = 60.0
+    leaf_rows: int = 64
+    fetch_size: int = 1000
+    batch_rows: int = 5000
+    resume: bool = True
+    contact_points: tuple[str, ...] = ()
+
+
+@dataclass(slots=True)
+class ScanResult:
+    kind: str
+    table: str
+    slice: str
+    rowsChecked: int = 0
+    rowsDiffering: int = 0
+    rowsRepaired: int = 0
+    rowsInFlight: int = 0
+    rangesDone: int = 0
+    ranges: int = 0
+    duration: float = 0.0
+    progress: float = 0.0
+    differences: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def pick_table(cfg: WorkerConfig, name: str | None) -> TableConfig:
+    if name is None:
+        if len(cfg.tables) != 1:
+            raise ValueError("the config has several tables: choose one with --table ks.table")
+        return cfg.tables[0]
+    for t in cfg.tables:
+        if name in (t.topic, f"{t.source.keyspace}.{t.source.table}"):
+            return t
+    raise ValueError(f"--table {name}: not in the config")
+
+
+def target_for(cfg: WorkerConfig, tc: TableConfig) -> Target:
+    cols = tc.columns
+    return Target(
+        resolve_schema(tc, cfg.cassandra), tc.target.schema_ or cfg.postgres.schema_,
+        tc.target.table or tc.source.table, DeleteMode(tc.delete_mode),
+        frozenset(cols.include) if cols.include is not None else None,
+        frozenset(cols.exclude), tuple(cols.rename.items()),
+    )  # fmt: skip
+
+
+def _describe(d: Diff) -> dict[str, Any]:
+    what = "differs"
+    if d.pg is None:
+        what = "missing_in_postgres"
+    elif d.cass is None:
+        what = "absent_in_cassandra"
+    return {"token": d.token, "key": d.key_text, "kind": what, "columns": d.columns}
+
+
+class Scan:
+    def __init__(self, cfg: WorkerConfig, opts: ScanOptions, env: dict[str, str]) -> None:
+        if cfg.cassandra is None:
+            raise ValueError("the worker config needs a `cassandra` section to scan")
+        self.cfg, self.opts, self.env = cfg, opts, env
+        tc = pick_table(cfg, opts.table)
+        self.target = target_for(cfg, tc)
+        self.conn: Conn = pg_connect(cfg, env)
+        self.writer = prepare(self.conn, self.target, create=tc.create_table)
+        self.pg = PgSide(self.target, self.writer.attnums)
+        self.pg.ensure(self.conn)
+        self.cluster = connect(cfg.cassandra, env, opts.contact_points)
+        self.session = self.cluster.connect()
+        schema = self.target.schema
+        self.reader = Reader(self.session, schema, schema.values, opts.consistency,
+                             opts.fetch_size, opts.rows_per_second)  # fmt: skip
+        self.cmp = Comparer(self.target, self.pg, opts.leaf_rows, int(opts.lag_seconds * 1e6))
+        name = f"{schema.keyspace}.{schema.table}"
+        self.result = ScanResult(opts.kind, name, f"{opts.slice_index}/{opts.slice_count}")
+
+    def close(self) -> None:
+        self.cluster.shutdown()
+        self.conn.close()
+
+    # -- checkpoints ----------------------------------------------------------------------------
+    def _ck_key(self) -> tuple[str, str, int, int]:
+        o = self.opts
+        return (o.kind, self.target.fq, o.slice_index, o.slice_count)
+
+    def _ck_load(self, plan_id: str, ranges: int) -> int:
+        ck = f"{qi(self.target.pg_schema)}._cdc_scan_checkpoints"
+        with self.conn.transaction():
+            self.conn.execute(CHECKPOINTS_DDL.format(schema=qi(self.target.pg_schema)))
+            row = self.conn.execute(
+                f"SELECT plan, next_range, done, rows_checked, rows_differing, rows_repaired, "
+                f"rows_in_flight FROM {ck} WHERE kind = %s AND table_name = %s "
+                "AND slice_index = %s AND slice_count = %s",
+                self._ck_key(),
+            ).fetchone()
+            if row is not None and self.opts.resume and row[0] == plan_id and not row[2]:
+                r = self.result
+                r.rowsChecked, r.rowsDiffering, r.rowsRepaired, r.rowsInFlight = map(int, row[3:])
+                return int(row[1])
+            self.conn.execute(
+                f"INSERT INTO {ck} (kind, table_name, slice_index, slice_count, plan, ranges) "
+                "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (kind, table_name, slice_index, "
+                "slice_count) DO UPDATE SET plan = EXCLUDED.plan, ranges = EXCLUDED.ranges, "
+                "next_range = 0, rows_checked = 0, rows_differing = 0, rows_repaired = 0, "
+                "rows_in_flight = 0, done = false, started_at = now(), updated_at = now()",
+                (*self._ck_key(), plan_id, ranges),
+            )
+        return 0
+
+    def _ck_save(self, next_range: int, done: bool = False) -> None:
+        r = self.result
+        with self.conn.transaction():
+            self.conn.execute(
+                f"UPDATE {qi(self.target.pg_schema)}._cdc_scan_checkpoints SET next_range = %s, "
+                "rows_checked = %s, rows_differing = %s, rows_repaired = %s, rows_in_flight = %s, "
+                "done = %s, updated_at = now() WHERE kind = %s AND table_name = %s "
+                "AND slice_index = %s AND slice_count = %s",
+                (next_range, r.rowsChecked, r.rowsDiffering, r.rowsRepaired, r.rowsInFlight,
+                 done, *self._ck_key()),
+            )  # fmt: skip
+
+    # -- the scan -------------------------------------------------------------------------------
+    def run(self) -> ScanResult:
+        t0 = time.monotonic()
+        o, res = self.opts, self.result
+        ring = plan(ring_tokens(self.cluster), o.subranges)
+        ranges = slice_of(ring, o.slice_index, o.slice_count)
+        plan_id = hashlib.sha1(repr([(r.start, r.end) for r in ranges]).encode()).hexdigest()  # noqa: S324
+        start = self._ck_load(plan_id, len(ranges))
+        res.ranges = len(ranges)
+        pending: list[Diff] = []
+        buffered: list[Any] = []
+        for idx in range(start, len(ranges)):
+            r = ranges[idx]
+            rows = self.reader.read(r)
+            res.rowsChecked += len(rows)
+            if o.kind == "backfill":
+                buffered += rows
+                if len(buffered) >= o.batch_rows or idx == len(ranges) - 1:
+                    res.rowsRepaired += R.write_rows(
+                        self.conn, self.writer, self.pg, buffered, int(time.time() * 1e6)
+                    )
+                    buffered = []
+                    self._ck_save(idx + 1)
+            else:
+                pending += self._verify_range(r, rows)
+                self._ck_save(idx + 1)
+            res.rangesDone = idx + 1
+        if pending:
+            self._recheck(pending)
+        res.duration = round(time.monotonic() - t0, 3)
+        res.progress = 1.0 if not ranges else round(res.rangesDone / len(ranges), 4)
+        self._ck_save(len(ranges), done=True)
+        return res
+
+    def _verify_range(self, r: TokenRange, rows: list[Any]) -> list[Diff]:
+        read_us = min((x.read_us for x in rows), default=int(time.time() * 1e6))
+        self.pg.fill_tokens(self.conn)
+        diffs = self.cmp.compare(self.conn, r, rows, read_us)
+        settled = [d for d in diffs if not self.cmp.in_flight(d, read_us)]
+        self._count(settled)
+        return [d for d in diffs if self.cmp.in_flight(d, read_us)]
+
+    def _count(self, diffs: list[Diff]) -> None:
+        res = self.result
+        res.rowsDiffering += len(diffs)
+        res.differences += [_describe(d) for d in diffs[: max(0, 100 - len(res.differences))]]
+        if diffs and self.opts.kind == "repair":
+            res.rowsRepaired += R.repair(
+                self.conn, self.writer, self.pg, diffs, int(time.time() * 1e6)
+            )
+
+    def _recheck(self, pending: list[Diff]) -> None:
+        lag_us = self.cmp.lag_us
+        ready_at = (max(d.newest for d in pending) + lag_us) / 1e6
+        time.sleep(max(0.0, min(ready_at - time.time(), self.opts.recheck_wait_seconds)))
+        now_us = int(time.time() * 1e6)
+        self.pg.fill_tokens(self.conn)
+        still = self.cmp.recheck(self.conn, self.reader, pending, now_us)
+        settled = [d for d in still if not self.cmp.in_flight(d, now_us)]
+        self.result.rowsInFlight += len(still) - len(settled)
+        self._count(settled)
+        log.info("recheck", pending=len(pending), differing=len(settled))
+
+
+def run_scan(cfg: WorkerConfig, opts: ScanOptions, env: dict[str, str]) -> ScanResult:
+    scan = Scan(cfg, opts, env)
+    try:
+        return scan.run()
+    except psycopg.Error:
+        raise
+    finally:
+        scan.close()
