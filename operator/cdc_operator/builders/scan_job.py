@@ -1,0 +1,115 @@
+"""The Kubernetes Job that verifies, repairs or backfills one table: a pure builder.
+
+An Indexed Job (completionMode Indexed, completions = slices) runs
+`cdc-worker verify|repair|backfill --slice $(JOB_COMPLETION_INDEX)/<slices>`:
+each pod scans its own contiguous part of the token ring, the Job controller
+gives every index its own retries (`backoffLimitPerIndex`), and a retried pod
+resumes from its slice's checkpoint in PostgreSQL, so a failure costs one
+sub-range, not the table. `$(JOB_COMPLETION_INDEX)` is expanded by the kubelet
+from the variable the Job controller injects into every Indexed-Job container.
+The pod is the worker Deployment's pod in every way that matters for trust: the
+pipeline's ConfigMap (worker.yaml) and Secret (credentials as env), its own
+ServiceAccount without a mounted token, and the "restricted" security context.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from cdc_operator.builders.manifests import CONFIG_PATH, _meta
+from cdc_operator.builders.names import labels, secret_name, service_account, worker_name
+from cdc_operator.models import CdcPipelineSpec
+
+ScanKind = Literal["verify", "repair", "backfill"]
+
+
+def scan_job_name(pipeline: str, kind: str, table: str, run_id: str) -> str:
+    slug = re.sub(r"[^a-z0-9-]+", "-", table.lower()).strip("-")
+    base = f"{pipeline}-{kind}-{slug}"[: 62 - len(run_id)].rstrip("-")
+    return f"{base}-{run_id}"
+
+
+def scan_job(
+    ns: str,
+    pipeline: str,
+    owner: dict[str, Any],
+    spec: CdcPipelineSpec,
+    *,
+    kind: ScanKind,
+    table: str,
+    slices: int,
+    run_id: str,
+    secret_keys: list[str],
+    parallelism: int | None = None,
+    consistency: str = "LOCAL_QUORUM",
+    rows_per_second: float = 0,
+    lag_seconds: float | None = None,
+    backoff_limit_per_index: int = 3,
+    ttl_seconds_after_finished: int = 86_400,
+) -> dict[str, Any]:
+    """An Indexed Job scanning `table` (keyspace.table) in `slices` parts."""
+    if slices < 1:
+        raise ValueError("slices must be at least 1")
+    if not re.fullmatch(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?", run_id) or len(run_id) > 20:
+        raise ValueError("run_id must be a short DNS label")
+    args = [kind, "--table", table, "--slice", f"$(JOB_COMPLETION_INDEX)/{slices}",
+            "--consistency", consistency]  # fmt: skip
+    if rows_per_second:
+        args += ["--rows-per-second", f"{rows_per_second:g}"]
+    if lag_seconds is not None:
+        args += ["--lag-seconds", f"{lag_seconds:g}"]
+    env: list[dict[str, Any]] = [{"name": "CDC_WORKER_CONFIG", "value": CONFIG_PATH}]
+    env += [
+        {"name": k, "valueFrom": {"secretKeyRef": {"name": secret_name(pipeline), "key": k}}}
+        for k in sorted(secret_keys)
+    ]
+    res = spec.worker.resources
+    resources = {
+        k: {n: v for n, v in q.model_dump().items() if v is not None}
+        for k, q in (("requests", res.requests), ("limits", res.limits))
+    }
+    container = {
+        "name": "scan",
+        "image": spec.worker.image,
+        "imagePullPolicy": spec.worker.image_pull_policy,
+        "command": ["cdc-worker"],
+        "args": args,
+        "env": env,
+        "resources": {k: v for k, v in resources.items() if v},
+        "securityContext": {
+            "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "volumeMounts": [{"name": "config", "mountPath": "/etc/cdc", "readOnly": True},
+                         {"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108 - an emptyDir
+    }  # fmt: skip
+    meta = _meta(scan_job_name(pipeline, kind, table, run_id), ns, pipeline, "scan", owner)
+    meta["annotations"] = {"casscdc.io/scan-kind": kind, "casscdc.io/scan-table": table}
+    return {
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": meta,
+        "spec": {
+            "completionMode": "Indexed",
+            "completions": slices,
+            "parallelism": max(1, min(parallelism or slices, slices)),
+            "backoffLimitPerIndex": backoff_limit_per_index,
+            "ttlSecondsAfterFinished": ttl_seconds_after_finished,
+            "template": {
+                "metadata": {"labels": labels(pipeline, "scan")},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "serviceAccountName": service_account(pipeline),
+                    "automountServiceAccountToken": False,
+                    "securityContext": {"runAsNonRoot": True, "runAsUser": 10001,
+                                        "runAsGroup": 10001, "fsGroup": 10001,
+                                        "seccompProfile": {"type": "RuntimeDefault"}},
+                    "containers": [container],
+                    "volumes": [{"name": "config",
+                                 "configMap": {"name": worker_name(pipeline), "items": [
+                                     {"key": "worker.yaml", "path": "worker.yaml"}]}},
+                                {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
+                },
+            },
+        },
+    }  # fmt: skip
