@@ -87,14 +87,37 @@ def _http(port: int, path: str) -> tuple[int, str]:
         return e.code, e.read().decode()
 
 
+@pytest.fixture
+def source(stack: Any) -> Iterator[tuple[str, str]]:
+    """A Cassandra table the worker confirms new columns with: (contact point, keyspace)."""
+    from cassandra.cluster import Cluster
+
+    contact = stack("cassandra")["CASSANDRA_CONTACT_POINTS"]
+    host, _, port = contact.rpartition(":")
+    cluster = Cluster([host], port=int(port))
+    session = cluster.connect()
+    ks = f"wp_{uuid.uuid4().hex[:8]}"
+    session.execute(f"CREATE KEYSPACE {ks} WITH replication = "
+                    "{'class': 'SimpleStrategy', 'replication_factor': 1}")  # fmt: skip
+    session.execute(f"CREATE TABLE {ks}.t (p int, c int, a int, b text, nickname text, "
+                    "PRIMARY KEY (p, c))")  # fmt: skip
+    yield contact, ks
+    session.execute(f"DROP KEYSPACE {ks}")
+    cluster.shutdown()
+
+
 def test_applies_events_dead_letters_bad_ones_and_evolves_schema(
-    env: dict[str, str], pg: psycopg.Connection[Any], tmp_path: Path
-) -> None:
+    env: dict[str, str], pg: psycopg.Connection[Any], tmp_path: Path,
+    source: tuple[str, str],
+) -> None:  # fmt: skip
     name = f"w{uuid.uuid4().hex[:8]}"
     topic = f"{name}.ks.t"
     bootstrap = env["KAFKA_BOOTSTRAP_SERVERS"]
     create_topics(bootstrap, topic, f"{name}.dlq", partitions=3)
-    cfg = worker_config(env, name, [pt_table(topic)])
+    contact, ks = source
+    table = pt_table(topic)
+    table["source"] = {"keyspace": ks, "table": "t"}
+    cfg = worker_config(env, name, [table], cassandra={"contactPoints": [contact]})
     events = [
         to_event(Write(10, 1, 1, {"a": 1, "b": "one"}, True), False),
         to_event(Write(11, 1, 2, {"a": 2, "b": "two"}, True), True),  # wrapped form
@@ -109,15 +132,27 @@ def test_applies_events_dead_letters_bad_ones_and_evolves_schema(
             {"p": cell(2), "c": cell(1), "a": None, "b": None, "nickname": cell("new col")},
         ),
         envelope("i", 15, "ks", "t", {"p": cell(3), "c": cell(1), "a": cell("NaN-int"), "b": None}),
+        # A column Cassandra does not have: never added, the event is dead-lettered.
+        envelope(
+            "i", 16, "ks", "t", {"p": cell(4), "c": cell(1), "a": None, "b": None, "bogus": cell(5)}
+        ),
     ]
+    events = [e.replace(b'"keyspace":"ks"', f'"keyspace":"{ks}"'.encode()) for e in events]
     produce(bootstrap, topic, [(b"k%d" % (i % 2), e) for i, e in enumerate(events)])
-    w = WorkerProcess(tmp_path, cfg, {"POSTGRES_PASSWORD": "cdc"}).start()
+    w = WorkerProcess(tmp_path, cfg, {"POSTGRES_PASSWORD": "cdc",
+                                      "CDC_WORKER_SCHEMA_AGREEMENT_SECONDS": "2"}).start()  # fmt: skip
     try:
         wait_for(lambda: _offsets(pg, name) == len(events), 60, "all offsets stored")
+        dead = consume_all(bootstrap, f"{name}.dlq", 3)
+        reasons = [dict(m.headers())["cdc.error.message"].decode() for m in dead]
+        columns = _rows(pg, "SELECT column_name FROM information_schema.columns WHERE "
+                        f"table_schema = '{name}' AND table_name = 't'")  # fmt: skip
+        assert ("nickname",) in columns, reasons
         rows = _rows(pg, f"SELECT p, c, a, b, nickname FROM {name}.t ORDER BY p, c")
         assert rows == [(1, 1, 1, "uno", None), (2, 1, None, None, "new col")]
-        dead = consume_all(bootstrap, f"{name}.dlq", 2)
-        assert sorted(m.value() for m in dead) == sorted([b"{not json", events[-1]])
+        assert ("bogus",) not in columns
+        assert sorted(m.value() for m in dead) == sorted([b"{not json", *events[-2:]]), reasons
+        assert any("not in Cassandra's schema" in r and "bogus" in r for r in reasons)
         headers = {k: v.decode() for k, v in dead[0].headers()}
         assert headers["cdc.source.topic"] == topic
         assert headers["cdc.error.class"] == "DecodeError"

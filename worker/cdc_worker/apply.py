@@ -19,12 +19,12 @@ from typing import Any, Protocol
 import psycopg
 import structlog
 
-from cdc_worker.coalesce import Coalesced, coalesce
+from cdc_worker.coalesce import Coalesced, coalesce, column_types
 from cdc_worker.config import CassandraConfig, TableConfig
 from cdc_worker.decode import Change, DecodeError, Kind, UnknownColumns, decode
 from cdc_worker.dlq import DeadLetter, DeadLetterSink
 from cdc_worker.offsets import OffsetStore
-from cdc_worker.sources import infer_new_columns
+from cdc_worker.sources import NotInSource, SchemaPending, confirm_new_columns
 from cdc_worker.tables import IncompatibleTable, prepare
 from cdc_worker.target import Target
 from cdc_worker.write import TableWriter
@@ -185,7 +185,12 @@ class BatchApplier:
 
     def _evolve(self, rt: TableRuntime, raw: bytes | None, columns: dict[str, Any]) -> None:
         schema = rt.target.schema
-        types = infer_new_columns(raw, columns, self.cassandra, schema.keyspace, schema.table)
+        try:
+            types = confirm_new_columns(columns, self.cassandra, schema.keyspace, schema.table)
+        except SchemaPending as e:
+            raise Transient(str(e)) from e
+        except NotInSource as e:
+            raise DecodeError(str(e)) from e
         for name, cql in types.items():
             schema = schema.with_column(name, cql)
         target = rt.target.with_schema(schema)
@@ -267,7 +272,7 @@ class BatchApplier:
             for topic, items in d.changes.items():
                 rt = self.tables[topic]
                 for m, ch in items:
-                    one = Coalesced()
+                    one = Coalesced(column_types(rt.target.schema))
                     one.add(ch, len(rt.target.schema.partition_key))
                     one.apply_tombstones(rt.target.schema, one.partition_dels, one.range_dels)
                     try:

@@ -117,9 +117,19 @@ class BatchConfig(_Model):
     max_wait_ms: int = Field(default=500, ge=1, le=60_000)
 
 
+class CassandraTls(_Model):
+    """Client encryption to Cassandra: the CA that signed the nodes' certificates."""
+
+    ca_file: str = Field(min_length=1)
+    verify_hostname: bool = True
+
+
 class CassandraConfig(_Model):
+    """Where the worker reads source schemas; it logs in with CASSANDRA_USERNAME/PASSWORD."""
+
     contact_points: list[str] = Field(min_length=1)
     local_datacenter: str = "datacenter1"
+    tls: CassandraTls | None = None
 
 
 class WorkerConfig(_Model):

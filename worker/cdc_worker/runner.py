@@ -150,7 +150,7 @@ class Worker:
                 t0, w0 = time.perf_counter(), time.time_ns()
                 msgs = source.poll_batch(cfg.batch.max_events, cfg.batch.max_wait_ms / 1000)
                 t1, w1 = time.perf_counter(), time.time_ns()
-                decoded = applier.decode(msgs) if msgs else None
+                decoded = self._decode(applier, source, msgs, generation) if msgs else None
                 if decoded is not None:
                     applier.prepare(decoded)
                 t2, w2 = time.perf_counter(), time.time_ns()
@@ -251,6 +251,35 @@ class Worker:
             self._status.table_progress(
                 table, outcome.applied_by_table[table], ts, max(0.0, wall - ts / 1e6)
             )
+
+    def _decode(
+        self, applier: BatchApplier, source: Source, msgs: list[Any], generation: int
+    ) -> Decoded | None:
+        """Decode a batch; while something it needs is pending (a new column Cassandra has not
+        confirmed yet, Cassandra unreachable), hold the batch and retry: nothing that could be
+        applied later is dead-lettered, and readiness says why the worker waits."""
+        delay = 0.5
+        while True:
+            try:
+                decoded = applier.decode(msgs)
+                if delay > 0.5:
+                    self.health.set_ready(True)
+                return decoded
+            except Transient as e:
+                M.ERRORS.labels(self.cfg.pipeline, "schema_pending").inc()
+                self.health.set_ready(False, f"SchemaPending: {str(e).splitlines()[0]}")
+                log.warning("decode_retry", error=str(e).splitlines()[0], delay=delay)
+            end = time.monotonic() + delay
+            while time.monotonic() < end and not self.stopping:
+                self.health.tick()
+                source.keep_alive()
+            if self.stopping:
+                return None
+            if source.generation != generation:
+                log.info("batch_abandoned_after_rebalance")
+                source.rewind()
+                return None
+            delay = min(delay * 2, 30.0)
 
     def _write(
         self,

@@ -1,48 +1,46 @@
-"""Where a table's Cassandra schema comes from: the config, Cassandra itself, or the events.
+"""Where a table's Cassandra schema comes from: the config, or Cassandra itself.
 
-At start the config's `schema` (rendered by the operator from Cassandra) is used;
-without it the worker asks Cassandra's `system_schema` when `cassandra` is
-configured. When events carry columns the schema lacks (ALTER TABLE … ADD), the
-new columns' types come from Cassandra if reachable, else from the Kafka Connect
-schema in the `{schema, payload}` wrapper, else from the JSON value itself.
+At start the config's `schema` (rendered by the operator from Cassandra) is used; without it
+the worker asks Cassandra's `system_schema` when `cassandra` is configured. When events carry
+columns the schema lacks (ALTER TABLE … ADD), they are added only once Cassandra confirms them,
+with Cassandra's types: never guessed from the event (a guess, say `bigint` for a `timestamp`,
+would be wrong for ever, and any producer could add columns by sending unknown fields). While
+Cassandra cannot be asked, or has not yet agreed on the new schema, the batch waits and is
+retried (`SchemaPending`); columns Cassandra still does not know after `AGREEMENT_WAIT` make the
+event unappliable (`NotInSource`, dead-lettered).
 """
 
 from __future__ import annotations
 
-from typing import Any
+import os
+import time
+from collections.abc import Iterable
 
-import orjson
-
+from cdc_worker import cassandra_client
 from cdc_worker.config import CassandraConfig, TableConfig
 from cdc_worker.schema import TableSchema, schema_from_spec
-
-_CONNECT_TO_CQL = {
-    "int8": "tinyint", "int16": "smallint", "int32": "int", "int64": "bigint",
-    "float32": "float", "float64": "double", "float": "float", "double": "double",
-    "boolean": "boolean", "string": "text",
-    "bytes": "blob",
-}  # fmt: skip
 
 
 class SchemaUnavailable(Exception):
     """No schema for a table: neither in the config nor from Cassandra."""
 
 
-def cassandra_columns(cfg: CassandraConfig, keyspace: str, table: str) -> list[dict[str, str]]:
-    from cassandra.cluster import Cluster
-    from cassandra.policies import DCAwareRoundRobinPolicy
+class SchemaPending(Exception):
+    """Cassandra cannot confirm new columns yet (unreachable, or schema not yet agreed)."""
 
-    hosts, port = [], 9042
-    for cp in cfg.contact_points:
-        host, _, p = cp.rpartition(":") if ":" in cp else (cp, "", "")
-        hosts.append(host or cp)
-        port = int(p) if p else port
-    cluster = Cluster(
-        hosts, port=port, protocol_version=5,
-        load_balancing_policy=DCAwareRoundRobinPolicy(local_dc=cfg.local_datacenter),
-    )  # fmt: skip
+
+class NotInSource(Exception):
+    """An event carries columns the source table does not have."""
+
+
+AGREEMENT_WAIT = float(os.environ.get("CDC_WORKER_SCHEMA_AGREEMENT_SECONDS", "30"))
+_first_seen: dict[tuple[str, str, frozenset[str]], float] = {}
+
+
+def cassandra_columns(cfg: CassandraConfig, keyspace: str, table: str) -> list[dict[str, str]]:
+    c = cassandra_client.cluster(cfg)
     try:
-        session = cluster.connect()
+        session = c.connect()
         rows = session.execute(
             "SELECT column_name, type, kind, position, clustering_order FROM system_schema.columns "
             "WHERE keyspace_name = %s AND table_name = %s",
@@ -54,7 +52,7 @@ def cassandra_columns(cfg: CassandraConfig, keyspace: str, table: str) -> list[d
             for r in rows
         ]  # fmt: skip
     finally:
-        cluster.shutdown()
+        c.shutdown()
 
 
 def schema_from_cassandra(cfg: CassandraConfig, keyspace: str, table: str) -> TableSchema:
@@ -89,58 +87,28 @@ def resolve_schema(table: TableConfig, cassandra: CassandraConfig | None) -> Tab
     )
 
 
-def infer_new_columns(
-    raw: bytes | None, columns: dict[str, Any], cassandra: CassandraConfig | None,
-    keyspace: str, table: str,
+def confirm_new_columns(
+    columns: Iterable[str], cassandra: CassandraConfig | None, keyspace: str, table: str,
+    now: float | None = None,
 ) -> dict[str, str]:  # fmt: skip
-    """CQL types for columns an event carries but the schema lacks."""
-    if cassandra is not None:
-        try:
-            known = {c["name"]: c["type"] for c in cassandra_columns(cassandra, keyspace, table)}
-            if all(n in known for n in columns):
-                return {n: known[n] for n in columns}
-        except Exception:  # noqa: S110 - fall back to what the event says
-            pass
-    fields: dict[str, Any] = {}
+    """Cassandra's CQL types for columns an event carries but the schema lacks."""
+    names = frozenset(columns)
+    where = f"{keyspace}.{table}"
+    if cassandra is None:
+        raise SchemaPending(f"new columns {sorted(names)} of {where} cannot be confirmed: the "
+                            "config has no `cassandra` to ask")  # fmt: skip
     try:
-        doc = orjson.loads(raw or b"null")
-        if isinstance(doc, dict) and isinstance(doc.get("schema"), dict):
-            for f in doc["schema"].get("fields", []):
-                if f.get("field") == "after":
-                    fields = {c["field"]: c for c in f.get("fields", [])}
-    except orjson.JSONDecodeError:
-        pass
-    out: dict[str, str] = {}
-    for name, cell in columns.items():
-        out[name] = _from_connect(fields.get(name)) or _from_value(cell)
-    return out
-
-
-def _from_connect(field: Any) -> str | None:
-    if not isinstance(field, dict):
-        return None
-    value = next((f for f in field.get("fields", []) if f.get("field") == "value"), None)
-    if not isinstance(value, dict):
-        return None
-    t = value.get("type")
-    if t == "array":
-        inner = _CONNECT_TO_CQL.get(str((value.get("items") or {}).get("type")), "text")
-        return f"list<{inner}>"
-    if t == "map":
-        return "map<text, text>"
-    return _CONNECT_TO_CQL.get(str(t))
-
-
-def _from_value(cell: Any) -> str:
-    v = cell.get("value") if isinstance(cell, dict) else None
-    if isinstance(v, bool):
-        return "boolean"
-    if isinstance(v, int):
-        return "bigint"
-    if isinstance(v, float):
-        return "double"
-    if isinstance(v, list):
-        return "list<text>"
-    if isinstance(v, dict):
-        return "map<text, text>"
-    return "text"
+        known = {c["name"]: c["type"] for c in cassandra_columns(cassandra, keyspace, table)}
+    except Exception as e:
+        raise SchemaPending(f"Cassandra cannot be asked about {where} ({type(e).__name__}); "
+                            "retrying") from None  # fmt: skip
+    missing = sorted(names - known.keys())
+    if not missing:
+        _first_seen.pop((keyspace, table, names), None)
+        return {n: known[n] for n in names}
+    now = time.monotonic() if now is None else now
+    first = _first_seen.setdefault((keyspace, table, names), now)
+    if now - first < AGREEMENT_WAIT:
+        raise SchemaPending(f"Cassandra does not know {missing} of {where} yet; retrying")
+    _first_seen.pop((keyspace, table, names), None)
+    raise NotInSource(f"columns {missing} are not in Cassandra's schema of {where}")
