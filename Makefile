@@ -90,6 +90,10 @@ wheelhouse: deps $(UV) ## the locked dependencies as wheels for the image's Pyth
 image: deps wheelhouse ## build the Dockerfile with buildah on a local Debian base (localhost/cass-cdc-pg)
 	hack/image/build.sh
 
+.PHONY: bench-verify
+bench-verify: install ## scanner: plain SELECT vs backfill vs verify, 1M rows (BENCH_ROWS; not in make test)
+	$(VENV)/bin/python bench/verify_bench.py
+
 .PHONY: bench-operator
 bench-operator: install ## operator: apply->Ready with 10 tables, and 200 pipelines x 10 tables (not in make test)
 	$(VENV)/bin/python bench/operator_bench.py

@@ -1,0 +1,161 @@
+"""Benchmark: the token-range scanner against a plain full-table SELECT.
+
+Writes a 10-column Cassandra table (bigint key, 3 text, 3 int, 2 double, 1
+boolean) with N rows, then measures, each in its own process so peak RSS is
+per phase:
+1. a plain `SELECT *` of the whole table with the same driver and page size
+   (the ceiling for anything that reads Cassandra);
+2. `cdc-worker backfill` into an empty PostgreSQL table (exact write times);
+3. `cdc-worker verify` of the table in sync (digests only, no rows move).
+Prints a table and writes bench-results/verify_bench.json.
+
+    make bench-verify                  # N=1000000
+    BENCH_ROWS=50000 make bench-verify # a quick run
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import yaml
+from cassandra.cluster import Cluster
+from cassandra.concurrent import execute_concurrent_with_args
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.conftest import _stack_env  # noqa: E402
+
+COLUMNS = {"id": "bigint", "t1": "text", "t2": "text", "t3": "text", "i1": "int", "i2": "int",
+           "i3": "int", "d1": "double", "d2": "double", "flag": "boolean"}  # fmt: skip
+FETCH = 1000
+
+
+def _text(rng: random.Random) -> str:
+    return "".join(rng.choices("abcdefghijklmnopqrstuvwxyz ", k=rng.randint(20, 60)))
+
+
+def load(session: object, ks: str, n: int) -> float:
+    s = session
+    cols = ", ".join(COLUMNS)
+    ins = s.prepare(f"INSERT INTO {ks}.items ({cols}) VALUES ({', '.join('?' * len(COLUMNS))})")  # type: ignore[attr-defined]
+    rng = random.Random(7)
+    t = time.perf_counter()
+    chunk = 20_000
+    for start in range(0, n, chunk):
+        rows = [
+            (i, _text(rng), _text(rng), _text(rng), rng.randint(-(2**31), 2**31 - 1),
+             rng.randint(0, 1000), rng.randint(0, 10), rng.random() * 1e6, rng.random(),
+             rng.random() < 0.5)
+            for i in range(start, min(n, start + chunk))
+        ]  # fmt: skip
+        execute_concurrent_with_args(s, ins, rows, concurrency=64, raise_on_first_error=True)
+    return time.perf_counter() - t
+
+
+def child(args: list[str], env: dict[str, str]) -> tuple[float, float, str]:
+    """Run a phase in a process; returns (seconds, that process's peak RSS in MiB, stdout)."""
+    import tempfile
+
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        t = time.perf_counter()
+        proc = subprocess.Popen(args, stdout=out, stderr=err, env=env, text=True)
+        hwm = 0  # VmHWM: this process's own peak (ru_maxrss would include the forked parent)
+        while proc.poll() is None:
+            try:
+                status = Path(f"/proc/{proc.pid}/status").read_text()
+                hwm = max(hwm, int(status.split("VmHWM:")[1].split()[0]))
+            except (OSError, IndexError, ValueError):
+                pass
+            time.sleep(0.1)
+        secs = time.perf_counter() - t
+        out.seek(0)
+        err.seek(0)
+        if proc.returncode != 0:
+            raise SystemExit(f"{args[:4]} failed:\n{err.read()[-3000:]}")
+        return secs, hwm / 1024, out.read()
+
+
+PLAIN = """
+import sys, time
+from cassandra.cluster import Cluster
+host, port, ks, fetch = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+c = Cluster([host], port=port, protocol_version=5)
+s = c.connect()
+s.default_fetch_size = fetch
+n = sum(1 for _ in s.execute(f"SELECT * FROM {ks}.items"))
+print(n)
+c.shutdown()
+"""
+
+
+def main() -> int:
+    n = int(os.environ.get("BENCH_ROWS", "1000000"))
+    subprocess.run([str(REPO / "hack/stack"), "up", "postgres", "cassandra"], check=True)
+    env = _stack_env()
+    host, _, port = env["CASSANDRA_CONTACT_POINTS"].partition(":")
+    name = f"vb{uuid.uuid4().hex[:6]}"
+    cluster = Cluster([host], port=int(port), protocol_version=5)
+    session = cluster.connect()
+    session.execute(f"CREATE KEYSPACE {name} WITH replication = "
+                    "{'class': 'SimpleStrategy', 'replication_factor': 1}")  # fmt: skip
+    defs = ", ".join(f"{c} {t}" for c, t in COLUMNS.items())
+    session.execute(f"CREATE TABLE {name}.items ({defs}, PRIMARY KEY (id))")
+    load_s = load(session, name, n)
+    print(f"loaded {n} rows into Cassandra in {load_s:.1f}s")
+
+    out_dir = REPO / "bench-results"
+    out_dir.mkdir(exist_ok=True)
+    cfg = {
+        "pipeline": name,
+        "kafka": {"bootstrapServers": "127.0.0.1:1", "groupId": name, "deadLetterTopic": "dlq"},
+        "postgres": {"dsn": env["PG_DSN"].replace(":cdc@", "@", 1), "schema": name},
+        "cassandra": {"contactPoints": [env["CASSANDRA_CONTACT_POINTS"]]},
+        "tables": [{"topic": f"b.{name}.items", "source": {"keyspace": name, "table": "items"}}],
+    }
+    cfg_path = out_dir / f"{name}.yaml"
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    penv = {**os.environ, "POSTGRES_PASSWORD": "cdc"}
+    py = sys.executable
+    results: dict[str, dict[str, float]] = {}
+    secs, rss, out = child([py, "-c", PLAIN, host, port, name, str(FETCH)], penv)
+    assert int(out.strip()) == n, out
+    results["plain SELECT *"] = {"seconds": secs, "rows_per_s": n / secs, "peak_rss_mib": rss}
+    scan = [py, "-m", "cdc_worker"]
+    common = ["--config", str(cfg_path), "--no-resume", "--fetch-size", str(FETCH)]
+    for phase in ("backfill", "verify"):
+        secs, rss, out = child([*scan, phase, *common, "--lag-seconds", "0"], penv)
+        line = json.loads(out.strip().splitlines()[-1])
+        assert line["rowsChecked"] == n, line
+        if phase == "verify":
+            assert line["rowsDiffering"] == 0, line
+        results[phase] = {"seconds": secs, "rows_per_s": n / secs, "peak_rss_mib": rss,
+                          "scan_seconds": line["duration"]}  # fmt: skip
+
+    print(f"\n{'phase':<16} {'rows':>9} {'seconds':>8} {'rows/s':>9} {'peak RSS':>9}")
+    for phase, r in results.items():
+        print(f"{phase:<16} {n:>9} {r['seconds']:>8.1f} {r['rows_per_s']:>9.0f} "
+              f"{r['peak_rss_mib']:>7.0f}Mi")  # fmt: skip
+    doc = {"rows": n, "fetch_size": FETCH, "cores": os.cpu_count(), "load_seconds": load_s,
+           "phases": results}  # fmt: skip
+    (out_dir / "verify_bench.json").write_text(json.dumps(doc, indent=2))
+    print(f"\nwrote {out_dir / 'verify_bench.json'}")
+    session.execute(f"DROP KEYSPACE {name}")
+    cluster.shutdown()
+    import psycopg
+
+    with psycopg.connect(env["PG_DSN"], autocommit=True) as pg:
+        pg.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
+    cfg_path.unlink()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
