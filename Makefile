@@ -62,7 +62,16 @@ test-unit: install ## fast tests, no services
 	$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
 
 # pytest exits 5 when it collected no test: that is a failure here, like any non-zero code.
-test: deps lint stack-up ## install everything, start the stack, run the whole suite
+.PHONY: audit
+audit: install ## bandit over the shipped code; pip-audit over uv.lock (needs PyPI's JSON API)
+	$(VENV)/bin/bandit -c pyproject.toml -r operator worker -q
+	mkdir -p build
+	$(UV) export --frozen --no-hashes --no-emit-project --format requirements-txt -q \
+	  -o build/audit-requirements.txt
+	$(VENV)/bin/pip-audit --no-deps --disable-pip --progress-spinner off \
+	  -r build/audit-requirements.txt
+
+test: deps lint audit stack-up ## install everything, start the stack, run the whole suite
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 demo: deps install ## the main job: the product end to end on the local stack (see README)

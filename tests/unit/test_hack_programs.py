@@ -115,6 +115,7 @@ def python_programs(text: str) -> set[str]:
 
 
 def makefile_programs(text: str) -> set[str]:
+    text = text.replace("\\\n", " ")
     vars_ = dict(re.findall(r"^([A-Z_]+)\s*[:?]?=\s*(.*)$", text, re.M))
     out: set[str] = set()
     for line in text.splitlines():

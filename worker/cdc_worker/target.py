@@ -50,7 +50,7 @@ def side_name(prefix: str, table: str) -> str:
     name = f"{prefix}{table}"
     if len(name.encode()) <= 63:
         return name
-    digest = hashlib.sha1(table.encode()).hexdigest()[:8]  # noqa: S324 - naming, not security
+    digest = hashlib.sha1(table.encode(), usedforsecurity=False).hexdigest()[:8]
     return f"{prefix}{table.encode()[: 63 - len(prefix) - 9].decode(errors='ignore')}_{digest}"
 
 

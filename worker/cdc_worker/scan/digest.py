@@ -48,7 +48,9 @@ def row_text(fields: Sequence[str | None]) -> str:
 
 
 def row_hash(text: str) -> int:
-    return int.from_bytes(hashlib.md5(text.encode()).digest()[:8], "big", signed=True)  # noqa: S324
+    return int.from_bytes(
+        hashlib.md5(text.encode(), usedforsecurity=False).digest()[:8], "big", signed=True
+    )
 
 
 # -- SQL ----------------------------------------------------------------------------------------

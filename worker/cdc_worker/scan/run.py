@@ -172,7 +172,9 @@ class Scan:
         o, res = self.opts, self.result
         ring = plan(ring_tokens(self.cluster), o.subranges)
         ranges = slice_of(ring, o.slice_index, o.slice_count)
-        plan_id = hashlib.sha1(repr([(r.start, r.end) for r in ranges]).encode()).hexdigest()  # noqa: S324
+        plan_id = hashlib.sha1(
+            repr([(r.start, r.end) for r in ranges]).encode(), usedforsecurity=False
+        ).hexdigest()
         start = self._ck_load(plan_id, len(ranges))
         res.ranges = len(ranges)
         pending: list[Diff] = []
