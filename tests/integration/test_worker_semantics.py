@@ -4,12 +4,18 @@ Histories of inserts, partial updates, cell deletions, TTLs, row, partition and
 range deletes are generated, rendered as the connector's events, copied 1-3 times
 (replicas), shuffled, cut into batches and applied through the real worker
 stages into PostgreSQL. The table must equal the reference model's read result.
+Timestamps come from a small set, so writes, expiring writes and deletes often
+share one: ties are then decided as Cassandra does (tests/support/cassandra_model.py,
+with its own value serialization), for values of several types chosen to have
+different text and byte orders (negative numbers, pre-1970 times, unicode, blobs).
 """
 
 from __future__ import annotations
 
+import base64
 import random
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -28,27 +34,33 @@ from tests.support.events import cell, envelope
 pytestmark = pytest.mark.integration
 
 NOW = int(time.time() * 1e6)
-COLUMNS = ("a", "b")
-SCHEMA = schema_from_spec(
-    "ks", "t", ["p"], ["c"], {"p": "int", "c": "int", "a": "int", "b": "text"}
-)
+TYPES = {"a": "int", "b": "text", "t": "timestamp", "x": "blob", "d": "double", "n": "varint"}
+COLUMNS = tuple(TYPES)
+SCHEMA = schema_from_spec("ks", "t", ["p"], ["c"], {"p": "int", "c": "int", **TYPES})
 INT32 = "org.apache.cassandra.db.marshal.Int32Type"
 
 
-def to_event(op: Write | Delete, wrap: bool) -> bytes:
+def _json(col: str, v: Any) -> Any:
+    """A model value as the connector sends it (varint as a string: varint.handling.mode)."""
+    if isinstance(v, bytes):
+        return base64.b64encode(v).decode()
+    return str(v) if v is not None and TYPES.get(col) == "varint" else v
+
+
+def to_event(op: Write | Delete, wrap: bool, columns: tuple[str, ...] = ("a", "b")) -> bytes:
     after: dict[str, Any] = {"p": cell(op.p)}
     if isinstance(op, Write):
         after["c"] = cell(op.c)
-        for col in COLUMNS:
+        for col in columns:
             if col in op.cells:
                 v = op.cells[col]
-                after[col] = cell(v, op.expiry if v is not None else None)
+                after[col] = cell(_json(col, v), op.expiry if v is not None else None)
             else:
                 after[col] = None
         return envelope("i" if op.insert else "u", op.ts, "ks", "t", after, wrap=wrap)
     if op.is_range:
         after["c"] = None
-        after.update(dict.fromkeys(COLUMNS))
+        after.update(dict.fromkeys(columns))
         after["_range_start"] = {
             "method": "INCL_START_BOUND",
             "values": [] if op.lo is None else [{"name": "c", "value": str(op.lo), "type": INT32}],
@@ -59,22 +71,29 @@ def to_event(op: Write | Delete, wrap: bool) -> bytes:
         }
         return envelope("r", op.ts, "ks", "t", after, wrap=wrap)
     after["c"] = cell(op.c) if op.c is not None else cell(None, op.ts)
-    after.update({col: cell(None, op.ts) for col in COLUMNS})
+    after.update({col: cell(None, op.ts) for col in columns})
     return envelope("d", op.ts, "ks", "t", after, wrap=wrap)
 
 
 P = st.integers(0, 2)
 C = st.integers(0, 3)
-EXPIRY = st.one_of(st.none(), st.none(), st.just(NOW - 10**6), st.just(NOW + 3600 * 10**6))
-value_a = st.one_of(st.none(), st.integers(-5, 5))
-value_b = st.one_of(st.none(), st.sampled_from(["x", "y", "zz", "tab\there", "new\nline", "q\\"]))
+HOUR = 3600 * 10**6
+EXPIRY = st.sampled_from([None, None, NOW - 10**6, NOW + HOUR, NOW + 2 * HOUR])
+VALUES = {
+    "a": st.sampled_from([-(2**31), -1000, -1, 0, 1, 9, 10, 1000, 2**31 - 1]),
+    "b": st.sampled_from(["x", "y", "zz", "Z", "", "é", "日本", "tab\there", "new\nline", "q\\"]),
+    "t": st.sampled_from([-(10**12), -1, 0, 999, 1000, 1_700_000_000_000]),  # ms, pre-1970 too
+    "x": st.sampled_from([b"", b"\x00", b"\x00\xff", b"\x01", b"\x7f", b"\x80", b"\xff"]),
+    "d": st.sampled_from([-1e300, -1.5, -0.0, 0.0, 1.5, 2.5e-300]),
+    "n": st.sampled_from([-(10**20), -129, -128, -1, 0, 1, 127, 128, 255, 10**20]),
+}
 
 
 @st.composite
 def write_ops(draw: st.DrawFn) -> Write:
     insert = draw(st.booleans())
     cols = draw(st.lists(st.sampled_from(COLUMNS), unique=True, min_size=0 if insert else 1))
-    cells = {c: draw(value_a if c == "a" else value_b) for c in cols}
+    cells = {c: draw(st.one_of(st.none(), VALUES[c])) for c in cols}
     # The connector carries a TTL only on written non-key cells (deletion_ts); an INSERT of key
     # columns alone USING TTL is indistinguishable from one without (docs/debezium-wire-format.md).
     expiry = draw(EXPIRY) if any(v is not None for v in cells.values()) else None
@@ -96,9 +115,8 @@ def delete_ops(draw: st.DrawFn) -> Delete:
 @st.composite
 def histories(draw: st.DrawFn) -> tuple[History, list[list[bytes]]]:
     ops = draw(st.lists(st.one_of(write_ops(), write_ops(), delete_ops()), min_size=1, max_size=20))
-    stamps = draw(
-        st.lists(st.integers(1, 10**9), unique=True, min_size=len(ops), max_size=len(ops))
-    )
+    # Few distinct timestamps: equal ones (ties) are the rule, not the exception.
+    stamps = draw(st.lists(st.integers(1, 6), min_size=len(ops), max_size=len(ops)))
     timed: list[Write | Delete] = []
     for op, ts in zip(ops, stamps, strict=True):
         timed.append(
@@ -109,12 +127,12 @@ def histories(draw: st.DrawFn) -> tuple[History, list[list[bytes]]]:
     wrap = draw(st.booleans())
     events: list[bytes] = []
     for op in timed:
-        events += [to_event(op, wrap)] * draw(st.integers(1, 3))  # replicas: RF=3
+        events += [to_event(op, wrap, COLUMNS)] * draw(st.integers(1, 3))  # replicas: RF=3
     seed = draw(st.integers(0, 2**32))
     random.Random(seed).shuffle(events)
     cuts = sorted(draw(st.lists(st.integers(0, len(events)), max_size=4)))
     batches = [events[a:b] for a, b in zip([0, *cuts], [*cuts, len(events)], strict=True)]
-    return History(COLUMNS, timed), [b for b in batches if b]
+    return History(COLUMNS, timed, TYPES), [b for b in batches if b]
 
 
 def _setup(
@@ -145,10 +163,18 @@ def _check(
     for batch in batches:
         apply_batch(conn, writer, SCHEMA, batch, NOW)
     where = " WHERE _cdc_deleted_at IS NULL" if mode is DeleteMode.SOFT else ""
-    rows = conn.execute(f"SELECT p, c, a, b FROM prop.{table}{where}").fetchall()
+    rows = conn.execute(f"SELECT p, c, {', '.join(COLUMNS)} FROM prop.{table}{where}").fetchall()
     conn.commit()
-    got = {(p, c): {"a": a, "b": b} for p, c, a, b in rows}
+    got = {(r[0], r[1]): dict(zip(COLUMNS, map(_model_value, r[2:]), strict=True)) for r in rows}
     assert got == history.result(NOW)
+
+
+def _model_value(v: Any) -> Any:
+    if isinstance(v, datetime):
+        return (v - datetime(1970, 1, 1, tzinfo=UTC)) // (datetime.resolution * 1000)
+    if hasattr(v, "as_integer_ratio") and not isinstance(v, float | int):
+        return int(v)  # numeric (varint)
+    return v
 
 
 _STATE: dict[str, dict[str, Any]] = {"hard": {}, "soft": {}}
@@ -168,3 +194,50 @@ def test_soft_delete_mode_converges_to_cassandra(pg_dsn: str, data: Any) -> None
 
 def test_schema_type_roundtrip() -> None:
     assert isinstance(SCHEMA, TableSchema)
+
+
+TIE_TYPES = {
+    "i": "int", "s": "text", "ts": "timestamp", "dt": "date", "tm": "time", "du": "duration",
+    "ip": "inet", "bl": "blob", "de": "decimal", "vi": "varint", "db": "double",
+    "bo": "boolean", "u": "uuid", "l": "list<int>", "m": "frozen<map<int, text>>",
+    "tu": "frozen<tuple<int, text>>",
+}  # fmt: skip
+# (loses, wins) at an equal timestamp, as a Cassandra 5.0.9 node decided them (tiebreak.py).
+TIE_VALUES: dict[str, tuple[Any, Any]] = {
+    "i": (1000, -1), "s": ("z", "é"), "ts": (946_684_800_000, -1000),
+    "dt": ("1969-01-01", "2000-01-01"), "tm": (3600 * 10**9, 7200 * 10**9),
+    "du": ({"months": 0, "days": 1, "nanos": 0}, {"months": 1, "days": 0, "nanos": 0}),
+    "ip": ("/::1", "/1.2.3.4"), "bl": ("AP8=", "AQ=="), "de": ("1.5", "1.50"), "vi": ("255", "1"),
+    "db": (1.0, -1.0), "bo": (False, True),
+    "u": ("00000000-0000-0000-0000-000000000001", "ffffffff-0000-0000-0000-000000000000"),
+    "l": ([1], [-1]), "m": ({"1": "b"}, {"1": "a", "2": "b"}), "tu": ([1, "a"], [-1, "a"]),
+}  # fmt: skip
+
+
+def test_equal_timestamps_across_batches_follow_cassandra_for_every_type(pg_dsn: str) -> None:
+    schema = schema_from_spec("ks", "t", ["p"], [], {"p": "int", **TIE_TYPES})
+    conn = psycopg.connect(pg_dsn)
+    with conn.transaction():
+        conn.execute("DROP SCHEMA IF EXISTS ties CASCADE")
+    writer = prepare(conn, Target(schema, "ties", "t", DeleteMode.HARD), create=True)
+
+    def ev(p: int, which: int) -> bytes:
+        after = {"p": cell(p)} | {c: cell(v[which]) for c, v in TIE_VALUES.items()}
+        return envelope("u", 5, "ks", "t", after)
+
+    apply_batch(conn, writer, schema, [ev(0, 1)], NOW)  # the expected values
+    apply_batch(conn, writer, schema, [ev(1, 1)], NOW)  # stored wins against the batch
+    apply_batch(conn, writer, schema, [ev(1, 0)], NOW)
+    apply_batch(conn, writer, schema, [ev(2, 0)], NOW)  # the batch wins against stored
+    apply_batch(conn, writer, schema, [ev(2, 1)], NOW)
+    apply_batch(conn, writer, schema, [ev(3, 0), ev(3, 1), ev(4, 1), ev(4, 0)], NOW)  # coalescer
+    cols = ", ".join(f"{c}::text" for c in TIE_TYPES)
+    rows = conn.execute(f"SELECT p, {cols} FROM ties.t ORDER BY p").fetchall()
+    conn.execute("DROP SCHEMA ties CASCADE")
+    conn.commit()
+    expected = rows[0][1:]
+    for row in rows[1:]:
+        assert dict(zip(TIE_TYPES, row[1:], strict=True)) == dict(
+            zip(TIE_TYPES, expected, strict=True)
+        ), row[0]
+    assert len(rows) == 5

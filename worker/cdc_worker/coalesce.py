@@ -2,11 +2,13 @@
 
 The rules are those of Cassandra's own reconciliation, so the order in which
 replica copies arrive cannot change the outcome:
-- each cell keeps the write with the highest timestamp; at equal timestamps a
-  deletion wins, then the greater value, then the later expiry;
+- each cell keeps the write with the highest timestamp; equal timestamps follow
+  `Cells.resolveRegular` (tiebreak.py): tombstone, then expiring cell, then the
+  later expiry, then the greater serialized value (bytes compared unsigned);
 - a row, partition or range tombstone at T removes every cell and row marker
   written at or before T, and shadows such writes arriving later;
-- a row exists while it has a live cell or a live row marker (from INSERT).
+- a row exists while it has a live cell or a live row marker (from INSERT); of
+  two markers the one that `LivenessInfo.supersedes` the other is kept.
 Partition and range tombstones are kept per partition and applied to the batch's
 rows once all changes are in, which makes the result independent of order.
 """
@@ -18,19 +20,29 @@ from dataclasses import dataclass, field
 from cdc_worker.decode import Bound, Change, Kind
 from cdc_worker.ranges import covers
 from cdc_worker.schema import TableSchema
+from cdc_worker.tiebreak import cell_rank, marker_key, serialize
+from cdc_worker.typemap import CqlType
 
 Cell = tuple[int, str | None, int | None]  # (write ts µs, PG text or None, expiry µs or None)
 Key = tuple[str | None, ...]
 
 
-def cell_wins(new: Cell, old: Cell) -> bool:
+def cell_wins(new: Cell, old: Cell, cql: CqlType) -> bool:
+    """Whether `new` replaces `old` (`Cells.resolveRegular`; the value only at a full tie)."""
     if new[0] != old[0]:
         return new[0] > old[0]
-    if (new[1] is None) != (old[1] is None):
-        return new[1] is None
-    if new[1] != old[1]:
-        return new[1] is not None and old[1] is not None and new[1] > old[1]
-    return (new[2] or 2**63) > (old[2] or 2**63)
+    return tie_wins(new, old, cql)
+
+
+def tie_wins(new: Cell, old: Cell, cql: CqlType) -> bool:
+    rn, ro = cell_rank(new[1], new[2]), cell_rank(old[1], old[2])
+    if rn != ro:
+        return rn > ro
+    if (new[2] or 0) != (old[2] or 0):
+        return (new[2] or 0) > (old[2] or 0)
+    if new[1] is None or old[1] is None or new[1] == old[1]:
+        return False
+    return serialize(cql, new[1]) > serialize(cql, old[1])
 
 
 @dataclass(slots=True)
@@ -40,7 +52,7 @@ class RowState:
     marker_exp: int | None = None
     del_ts: int | None = None
 
-    def write(self, ch: Change) -> None:
+    def write(self, ch: Change, types: dict[str, CqlType]) -> None:
         ts = ch.ts
         if self.del_ts is not None and ts <= self.del_ts:
             return
@@ -48,12 +60,11 @@ class RowState:
         for name, (value, exp) in ch.cells.items():
             new = (ts, value, exp)
             old = cells.get(name)
-            if old is None or cell_wins(new, old):
+            if old is None or ts > old[0] or (ts == old[0] and tie_wins(new, old, types[name])):
                 cells[name] = new
         if ch.row_marker and (
             self.marker_ts is None
-            or ts > self.marker_ts
-            or (ts == self.marker_ts and (ch.marker_expiry or 2**63) > (self.marker_exp or 2**63))
+            or marker_key(ts, ch.marker_expiry) > marker_key(self.marker_ts, self.marker_exp)
         ):
             self.marker_ts, self.marker_exp = ts, ch.marker_expiry
 
@@ -77,6 +88,7 @@ class RangeTombstone:
 class Coalesced:
     """The net effect of a batch on one table."""
 
+    types: dict[str, CqlType] = field(default_factory=dict)  # column -> CQL type, for ties
     rows: dict[Key, RowState] = field(default_factory=dict)
     partition_dels: dict[Key, int] = field(default_factory=dict)
     range_dels: dict[Key, list[RangeTombstone]] = field(default_factory=dict)
@@ -89,7 +101,7 @@ class Coalesced:
             row = self.rows.get(ch.key)
             if row is None:
                 row = self.rows[ch.key] = RowState()
-            row.write(ch)
+            row.write(ch, self.types)
         elif kind is Kind.ROW_DELETE:
             row = self.rows.get(ch.key)
             if row is None:
@@ -133,8 +145,12 @@ class Coalesced:
                     row.delete(t.ts)
 
 
+def column_types(schema: TableSchema) -> dict[str, CqlType]:
+    return {c.name: c.cql for c in schema.values}
+
+
 def coalesce(schema: TableSchema, changes: list[Change]) -> Coalesced:
-    out = Coalesced()
+    out = Coalesced(column_types(schema))
     pk_len = len(schema.partition_key)
     for ch in changes:
         out.add(ch, pk_len)

@@ -150,7 +150,7 @@ def _decode(schema: TableSchema, raw: bytes | None) -> Change:
         if exp is not None and type(exp) is not int:
             raise DecodeError(f"column {name!r}: deletion_ts is not an integer")
         if value is None:
-            cells[name] = (None, exp)
+            cells[name] = (None, None)  # a tombstone: Cassandra gives it no TTL
         else:
             cells[name] = (_conv(conv, value, name), exp)
             if exp is not None and (expiry is None or exp > expiry):

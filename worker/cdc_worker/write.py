@@ -26,9 +26,9 @@ from cdc_worker.coalesce import Coalesced, Key, RangeTombstone
 from cdc_worker.decode import Bound
 from cdc_worker.ranges import covers
 from cdc_worker.target import DeleteMode, Target, qi
+from cdc_worker.tiebreak import canonical_sql, serialize
 
 _ESC = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-_MAX = "9223372036854775807"
 
 
 def _f(v: str | int | None) -> str:
@@ -90,6 +90,7 @@ class TableWriter:
             f"DROP TABLE IF EXISTS {self.stage}",
             f"CREATE TEMP TABLE {self.stage} ({kdef}{vdef}, _cdc_ts bigint[], "
             "_cdc_exp bigint[], _cdc_marker_ts bigint, _cdc_marker_exp bigint, _cdc_del_ts bigint, "
+            "_cdc_tie boolean[], "
             f"PRIMARY KEY ({klist})) ON COMMIT DELETE ROWS",
             f"CREATE TEMP TABLE IF NOT EXISTS {self.pdel} ({pdef}, _cdc_ts bigint NOT NULL) "
             "ON COMMIT DELETE ROWS",
@@ -154,6 +155,7 @@ class TableWriter:
             f"GREATEST({t.rtomb}._cdc_del_ts, EXCLUDED._cdc_del_ts), _cdc_recorded_at = now()"
         )
         self.merge = self._merge_sql()
+        self.ties = self._ties_sql()
 
     def _merge_sql(self) -> str:
         t, keys, vals = self.t, self.keys, self.vals
@@ -165,39 +167,64 @@ class TableWriter:
         def o(meta: str) -> str:
             return f"m.{meta}" if soft else f"COALESCE(m.{meta}, d.{meta})"
 
+        def rank(v: str, e: str) -> str:  # tiebreak.cell_rank
+            return f"CASE WHEN {v} IS NULL THEN (CASE WHEN {e} IS NULL THEN 2 ELSE 1 END) " \
+                   f"WHEN {e} IS NOT NULL THEN 1 ELSE 0 END"  # fmt: skip
+
         j = [f"s.{k}" for k in K]
         w = ["j.*"]
         mrg = [f"j.{k}" for k in K]
+        undecided: list[str] = []
         for i, c in enumerate(vals):
-            a, col = self.attnums[c.target], qi(c.target)
+            a, col, typ = self.attnums[c.target], qi(c.target), c.pg_type
+            # The stored cell as Cassandra holds it: a soft-deleted row still shows its last
+            # values, but its cells are tombstones or expired.
+            stored = f"CASE WHEN m._cdc_deleted_at IS NULL THEN m.{col} END" if soft else f"m.{col}"
             j += [
-                f"s.{col} AS _cdcs{i}", f"m.{col} AS _cdco{i}",
+                f"s.{col} AS _cdcs{i}", f"{stored} AS _cdco{i}", f"m.{col} AS _cdcd{i}",
                 f"s._cdc_ts[{i + 1}] AS _cdcst{i}", f"({o('_cdc_ts')})[{a}] AS _cdcot{i}",
                 f"s._cdc_exp[{i + 1}] AS _cdcse{i}", f"({o('_cdc_exp')})[{a}] AS _cdcoe{i}",
+                f"s._cdc_tie[{i + 1}] AS _cdcf{i}",
             ]  # fmt: skip
+            # Equal timestamps (Cells.resolveRegular): tombstone > expiring > live, then the
+            # later expiry, then the greater serialized value. That last step is decided in
+            # Python (tiebreak.py) and comes back as the staged flag `_cdc_tie`; until then the
+            # stored value stays and the tie is counted as undecided.
+            same = (
+                f"_cdcst{i} = _cdcot{i} AND ({rank(f'_cdcs{i}', f'_cdcse{i}')}) = "
+                f"({rank(f'_cdco{i}', f'_cdcoe{i}')}) AND COALESCE(_cdcse{i}, 0) = "
+                f"COALESCE(_cdcoe{i}, 0)"
+            )
             w.append(
                 f"(_cdcst{i} IS NOT NULL AND (_cdcot{i} IS NULL OR _cdcst{i} > _cdcot{i} "
                 f"OR (_cdcst{i} = _cdcot{i} AND ("
-                f"(_cdcs{i} IS NULL AND _cdco{i} IS NOT NULL) OR "
-                f"(_cdcs{i} IS NOT NULL AND _cdco{i} IS NOT NULL AND _cdcs{i} > _cdco{i}::text) OR "
-                f"(_cdcs{i} IS NOT DISTINCT FROM _cdco{i}::text AND "
-                f"COALESCE(_cdcse{i}, {_MAX}) > COALESCE(_cdcoe{i}, {_MAX})))))) AS _cdcw{i}"
+                f"({rank(f'_cdcs{i}', f'_cdcse{i}')}) > ({rank(f'_cdco{i}', f'_cdcoe{i}')}) OR "
+                f"(({rank(f'_cdcs{i}', f'_cdcse{i}')}) = ({rank(f'_cdco{i}', f'_cdcoe{i}')}) AND ("
+                f"COALESCE(_cdcse{i}, 0) > COALESCE(_cdcoe{i}, 0) OR "
+                f"(COALESCE(_cdcse{i}, 0) = COALESCE(_cdcoe{i}, 0) AND COALESCE(_cdcf{i}, false)"
+                f"))))))) AS _cdcw{i}"
+            )
+            undecided.append(
+                f"({same} AND _cdcf{i} IS NULL AND _cdcs{i} IS NOT NULL AND _cdco{i} IS NOT NULL "
+                f"AND _cdcs{i}::{typ}::text IS DISTINCT FROM _cdco{i}::{typ}::text)"
             )
             mrg += [
-                f"CASE WHEN _cdcw{i} THEN _cdcs{i}::{c.pg_type} ELSE _cdco{i} END AS _cdcv{i}",
+                f"CASE WHEN _cdcw{i} THEN _cdcs{i}::{typ} ELSE _cdco{i} END AS _cdcv{i}",
                 f"CASE WHEN _cdcw{i} THEN _cdcst{i} ELSE _cdcot{i} END AS _cdct{i}",
                 f"CASE WHEN _cdcw{i} THEN _cdcse{i} ELSE _cdcoe{i} END AS _cdce{i}",
-                f"_cdco{i}",
+                f"_cdcd{i}",
             ]
+        w.append(f"COALESCE({' OR '.join(undecided) or 'false'}, false) AS _cdctie")
+        mrg.append("_cdctie")
         j += [
             f"GREATEST(s._cdc_del_ts, m._cdc_del_ts{'' if soft else ', d._cdc_del_ts'}) AS _cdcdel",
             "s._cdc_marker_ts AS _cdcsm", "s._cdc_marker_exp AS _cdcsme",
             f"{o('_cdc_marker_ts')} AS _cdcom", f"{o('_cdc_marker_exp')} AS _cdcome",
             f"{'m._cdc_deleted_at' if soft else 'NULL::timestamptz'} AS _cdcodel_at",
         ]  # fmt: skip
-        w.append(
-            f"(_cdcsm IS NOT NULL AND (_cdcom IS NULL OR _cdcsm > _cdcom OR (_cdcsm = _cdcom AND "
-            f"COALESCE(_cdcsme, {_MAX}) > COALESCE(_cdcome, {_MAX})))) AS _cdcwm"
+        w.append(  # LivenessInfo.supersedes: an expiring marker wins, then the later expiry
+            "(_cdcsm IS NOT NULL AND (_cdcom IS NULL OR _cdcsm > _cdcom OR (_cdcsm = _cdcom AND "
+            "_cdcsme IS NOT NULL AND (_cdcome IS NULL OR _cdcsme > _cdcome)))) AS _cdcwm"
         )
         mrg += [
             "j._cdcdel", "j._cdcodel_at",
@@ -214,7 +241,8 @@ class TableWriter:
             "AND (_cdcme IS NULL OR _cdcme > %(now)s), false)"
         )
         f = [f"m.{k}" for k in K] + [f"{lv} AS _cdcl{i}" for i, lv in enumerate(live)]
-        f += [f"m._cdcv{i}, m._cdct{i}, m._cdce{i}, m._cdco{i}" for i in range(len(vals))]
+        f += [f"m._cdcv{i}, m._cdct{i}, m._cdce{i}, m._cdcd{i}" for i in range(len(vals))]
+        f.append("m._cdctie")
         f += ["m._cdcdel", "m._cdcodel_at", "m._cdcmt", "m._cdcme", f"{live_m} AS _cdclm"]
         alive = " OR ".join([*(f"_cdcl{i}" for i in range(len(vals))), "_cdclm"])
 
@@ -231,7 +259,7 @@ class TableWriter:
         for i, c in enumerate(vals):
             value = f"CASE WHEN _cdcl{i} THEN _cdcv{i} END"
             if soft:
-                value = f"CASE WHEN ({alive}) THEN {value} ELSE _cdco{i} END"
+                value = f"CASE WHEN ({alive}) THEN {value} ELSE _cdcd{i} END"
             r.append(f"{value} AS {qi(c.target)}")
         r += [
             arr("CASE WHEN _cdct{i} > COALESCE(_cdcdel, -1) THEN _cdct{i} END") + " AS _cdc_ts",
@@ -243,6 +271,7 @@ class TableWriter:
                                     for i in range(len(vals))),
                                   "CASE WHEN _cdclm THEN _cdcme END"]) + ") AS _cdc_next_exp",
             f"({alive}) AS _cdcalive",
+            "_cdctie",
             "_cdcodel_at",
         ]  # fmt: skip
 
@@ -283,12 +312,55 @@ class TableWriter:
                 f"ON CONFLICT ({klist}) DO UPDATE SET {dsets} RETURNING 1)"
                 f", dd AS (DELETE FROM {t.dead} x USING r WHERE {rk} AND r._cdcalive RETURNING 1)"
             )
-        stmt += " SELECT (SELECT count(*) FROM r), (SELECT count(*) FROM r WHERE r._cdcalive)"
+        stmt += (
+            " SELECT (SELECT count(*) FROM r), (SELECT count(*) FROM r WHERE r._cdcalive), "
+            "(SELECT count(*) FROM r WHERE r._cdctie)"
+        )
         if not soft:
             stmt += (
                 ", (SELECT count(*) FROM dm), (SELECT count(*) FROM di), (SELECT count(*) FROM dd)"
             )
         return stmt
+
+    def _ties_sql(self) -> str:
+        """The undecided ties the merge left: each cell's staged and stored value, canonical."""
+        t, K = self.t, [qi(c.target) for c in self.keys]
+        conds, sv, ov = [], [], []
+        for i, c in enumerate(self.vals):
+            a, col, typ = self.attnums[c.target], qi(c.target), c.pg_type
+            cond = (
+                f"(s._cdc_ts[{i + 1}] = m._cdc_ts[{a}] AND s._cdc_tie[{i + 1}] IS NULL "
+                f"AND s.{col} IS NOT NULL AND m.{col} IS NOT NULL "
+                f"AND COALESCE(s._cdc_exp[{i + 1}], 0) = COALESCE(m._cdc_exp[{a}], 0) "
+                f"AND s.{col}::{typ}::text IS DISTINCT FROM m.{col}::{typ}::text)"
+            )
+            conds.append(cond)
+            sv.append(f"CASE WHEN {cond} THEN {canonical_sql(c.col.cql, f's.{col}::{typ}')} END")
+            ov.append(f"CASE WHEN {cond} THEN {canonical_sql(c.col.cql, f'm.{col}::{typ}')} END")
+        live = " AND m._cdc_deleted_at IS NULL" if t.delete_mode is DeleteMode.SOFT else ""
+        return (
+            f"SELECT s.ctid::text, ARRAY[{', '.join(sv) or 'NULL'}]::text[], "
+            f"ARRAY[{', '.join(ov) or 'NULL'}]::text[] FROM {self.stage} s JOIN {t.fq} m ON "
+            + " AND ".join(f"m.{k} = s.{k}" for k in K)
+            + f" WHERE ({' OR '.join(conds) or 'false'}){live}"
+        )
+
+    def _decide_ties(self, cur: psycopg.Cursor[tuple[object, ...]]) -> bool:
+        """Flag in the staging table which side wins each undecided tie; False if none."""
+        cur.execute(self.ties)
+        flags: list[tuple[list[bool | None], str]] = []
+        for ctid, staged, stored in cur.fetchall():
+            assert isinstance(staged, list)
+            assert isinstance(stored, list)
+            row: list[bool | None] = []
+            for c, sv, ov in zip(self.vals, staged, stored, strict=True):
+                row.append(
+                    None if sv is None else serialize(c.col.cql, sv) > serialize(c.col.cql, ov)
+                )
+            flags.append((row, str(ctid)))
+        if flags:
+            cur.executemany(f"UPDATE {self.stage} SET _cdc_tie = %s WHERE ctid = %s::tid", flags)
+        return bool(flags)
 
     # -- data ---------------------------------------------------------------------------------
     def _stage_lines(self, batch: Coalesced) -> Iterable[str]:
@@ -348,6 +420,10 @@ class TableWriter:
         cur.execute(self.merge, {"now": now_us})
         res = cur.fetchone()
         assert res is not None
+        if int(str(res[2])) and self._decide_ties(cur):
+            cur.execute(self.merge, {"now": now_us})  # idempotent; now with the ties decided
+            res = cur.fetchone()
+            assert res is not None
         total, live = int(str(res[0])), int(str(res[1]))
         return WriteResult(total, live, total - live)
 
