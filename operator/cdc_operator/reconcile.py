@@ -412,8 +412,12 @@ async def _table_statuses(
         tr, gen = ref.spec, ref.generation
         source = sources.get((tr.source.keyspace, tr.source.table))
         conds = list(ref.status.get("conditions") or [])
+        gap = per_table.get(f"{tr.source.keyspace}.{tr.source.table}", {}).get("dataGap")
         if source is not None and source.problem is not None:
             conds = set_condition(conds, "Ready", False, *source.problem, gen)
+        elif gap:
+            why = f"{gap}; run verify with repair, then acknowledge the gap"
+            conds = set_condition(conds, "Ready", False, "DataGap", why, gen)
         else:
             conds = set_condition(conds, "Ready", ok, reason, msg, gen)
         if source is not None and source.schema is not None:

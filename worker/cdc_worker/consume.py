@@ -1,7 +1,9 @@
 """The Kafka side: a cooperative-sticky consumer whose positions come from PostgreSQL.
 
 On assignment each partition is positioned at the offset stored in PostgreSQL
-(the start of the topic if none). Kafka commits are made after each batch only
+(the start of the topic if none), after checking it against what Kafka still holds: a gap is
+recorded and reported before consumption moves past it (gaps.py); the consumer never resets
+an out-of-range position by itself. Kafka commits are made after each batch only
 as a mirror for lag tooling. A revoke or loss during a batch abandons that batch;
 the partitions kept are re-positioned from PostgreSQL, so nothing is skipped and
 replays are harmless (merges are idempotent).
@@ -16,6 +18,8 @@ from typing import Any
 import structlog
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 
+from cdc_worker.gaps import Gap, check
+
 log = structlog.get_logger("cdc_worker.consume")
 
 
@@ -26,6 +30,7 @@ class Source:
         group: str,
         topics: list[str],
         load_offsets: Callable[[list[tuple[str, int]]], dict[tuple[str, int], int]],
+        on_gaps: Callable[[list[Gap]], None] | None = None,
     ) -> None:
         self.consumer = Consumer(
             {
@@ -33,7 +38,9 @@ class Source:
                 "group.id": group,
                 "enable.auto.commit": False,
                 "enable.auto.offset.store": False,
-                "auto.offset.reset": "earliest",
+                # Out of range is reported (_AUTO_OFFSET_RESET) and handled as a gap, never
+                # silently reset.
+                "auto.offset.reset": "error",
                 "partition.assignment.strategy": "cooperative-sticky",
                 "enable.partition.eof": False,
                 "max.poll.interval.ms": 600_000,
@@ -42,6 +49,7 @@ class Source:
             }
         )
         self.load_offsets = load_offsets
+        self.on_gaps = on_gaps
         self.assigned: set[tuple[str, int]] = set()
         self.generation = 0  # bumps on every revoke/loss: a batch from an older one is abandoned
         self.paused: set[tuple[str, int]] = set()
@@ -52,13 +60,46 @@ class Source:
     def _on_assign(self, consumer: Consumer, parts: list[TopicPartition]) -> None:
         keys = [(p.topic, p.partition) for p in parts]
         stored = self.load_offsets(keys)
-        positioned = [TopicPartition(t, p, stored.get((t, p), OFFSET_BEGINNING)) for t, p in keys]
+        start = self._checked(consumer, stored)
+        positioned = [TopicPartition(t, p, start.get((t, p), OFFSET_BEGINNING)) for t, p in keys]
         consumer.incremental_assign(positioned)
         self.assigned.update(keys)
         log.info(
             "partitions_assigned",
             partitions=[f"{t}[{p}]@{o.offset}" for (t, p), o in zip(keys, positioned, strict=True)],
         )
+
+    def _checked(
+        self, consumer: Consumer, stored: dict[tuple[str, int], int]
+    ) -> dict[tuple[str, int], int]:
+        """Stored offsets, moved past what Kafka no longer holds once that gap is recorded."""
+        start, found = dict(stored), []
+        for (t, p), offset in stored.items():
+            try:
+                low, high = consumer.get_watermark_offsets(TopicPartition(t, p), timeout=10)
+            except Exception as e:  # unknown watermarks: keep the position, Kafka will say
+                log.warning("watermarks_unavailable", topic=t, partition=p, error=str(e))
+                continue
+            resume, gap = check(offset, low, high, t, p)
+            if gap is not None:
+                found.append(gap)
+                start[(t, p)] = resume
+        if found:
+            try:
+                if self.on_gaps is not None:
+                    self.on_gaps(found)
+            except Exception as e:
+                # Not recorded: do not move past it; Kafka reports it again when consumed.
+                log.error("data_gap_not_recorded", error=str(e))
+                return dict(stored)
+        return start
+
+    def _out_of_range(self, topic: str, partition: int) -> None:
+        stored = self.load_offsets([(topic, partition)])
+        if (topic, partition) not in stored:
+            stored = {(topic, partition): 0}
+        start = self._checked(self.consumer, stored)
+        self.consumer.seek(TopicPartition(topic, partition, start[(topic, partition)]))
 
     def _on_revoke(self, consumer: Consumer, parts: list[TopicPartition]) -> None:
         keys = {(p.topic, p.partition) for p in parts}
@@ -80,6 +121,8 @@ class Source:
                 err = m.error()
                 if err is None:
                     out.append(m)
+                elif err.code() == KafkaError._AUTO_OFFSET_RESET:
+                    self._out_of_range(m.topic() or "", m.partition() or 0)
                 elif err.code() != KafkaError._PARTITION_EOF:
                     if err.fatal():
                         raise RuntimeError(f"fatal Kafka error: {err}")

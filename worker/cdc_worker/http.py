@@ -20,6 +20,7 @@ class Health:
         self.ready = False
         self.reason = "starting"
         self.stall_seconds = stall_seconds
+        self.gap: str | None = None  # an unacknowledged data gap keeps the worker not ready
 
     def tick(self) -> None:
         self.last_loop = time.monotonic()
@@ -42,8 +43,10 @@ def serve(port: int, health: Health) -> ThreadingHTTPServer:
                 body, code = (b"ok\n" if ok else b"stalled\n"), (200 if ok else 503)
                 ctype = "text/plain"
             elif self.path == "/readyz":
-                ok = health.ready and health.alive
-                text = "ok" if ok else f"not ready: {health.reason or 'stalled'}"
+                ok = health.ready and health.alive and not health.gap
+                why = health.reason if not health.ready else (
+                    f"DataGap: {health.gap}" if health.gap else "stalled")  # fmt: skip
+                text = "ok" if ok else f"not ready: {why}"
                 body, code, ctype = (text + "\n").encode(), (200 if ok else 503), "text/plain"
             else:
                 body, code, ctype = b"not found\n", 404, "text/plain"

@@ -57,3 +57,11 @@ PAUSED = Gauge(
     "cdc_worker_paused", "1 while consumption is paused by the pipeline's pause flag", ["pipeline"],
     registry=REGISTRY,
 )  # fmt: skip
+DATA_GAP_EVENTS = Counter(
+    "cdc_worker_data_gap_events", "Events Kafka no longer held when the worker reached them",
+    ["pipeline", "topic"], registry=REGISTRY,
+)  # fmt: skip
+DATA_GAPS_OPEN = Gauge(
+    "cdc_worker_data_gaps_open", "Recorded data gaps not yet acknowledged (after verify/repair)",
+    ["pipeline"], registry=REGISTRY,
+)  # fmt: skip

@@ -32,6 +32,7 @@ from cdc_worker.config import WorkerConfig
 from cdc_worker.connect import kafka_settings, pg_connect, redis_password
 from cdc_worker.consume import Source
 from cdc_worker.dlq import DeadLetterSink
+from cdc_worker.gaps import Gap, GapStore
 from cdc_worker.http import Health, serve
 from cdc_worker.observe import setup_tracing
 from cdc_worker.offsets import OffsetStore
@@ -94,7 +95,19 @@ class Worker:
             )
             return loaded
 
-        source = Source(ksettings, cfg.kafka.group_id, list(tables), load_offsets)
+        gaps = GapStore(cfg.postgres.schema_, cfg.kafka.group_id)
+        self._retry("gaps_ensure", lambda: gaps.ensure(applier.control_connection()))
+        self._gaps = gaps
+
+        def record_gaps(found: list[Gap]) -> None:
+            # Durable before consumption moves past the gap (a failure leaves the position).
+            gaps.record(applier.control_connection(), found)
+            for g in found:
+                M.DATA_GAP_EVENTS.labels(cfg.pipeline, g.topic).inc(g.events)
+                log.error("data_gap", gap=g.describe(), reason=g.reason)
+            self._last_gap_check = 0.0
+
+        source = Source(ksettings, cfg.kafka.group_id, list(tables), load_offsets, record_gaps)
         client = None
         if cfg.redis is not None:
             client = redis.Redis.from_url(
@@ -126,6 +139,7 @@ class Worker:
         self._topics_by_table = {rt.name: t for t, rt in applier.tables.items()}
         self._applied_total = 0
         last_status = last_sweep = 0.0
+        self._last_gap_check = 0.0
         # Decoded events are short-lived and acyclic: reference counting frees them, and the
         # cycle collector's passes over millions of young objects cost more than decoding.
         gc.collect()
@@ -143,6 +157,9 @@ class Worker:
                 if now - last_status >= 1.0:
                     self._report()
                     last_status = now
+                if now - self._last_gap_check >= 10.0:
+                    self._check_gaps()
+                    self._last_gap_check = now
                 if now - last_sweep >= cfg.ttl_sweep_interval_seconds:
                     self._sweep(sweeper)
                     last_sweep = now
@@ -186,6 +203,19 @@ class Worker:
             if server is not None:
                 server.shutdown()
         return 0
+
+    def _check_gaps(self) -> None:
+        """Readiness and the tables' status show unacknowledged gaps (gaps.py)."""
+        try:
+            found = self._gaps.open(self._applier.control_connection())
+        except (Transient, psycopg.Error):
+            self._applier.control = None
+            return
+        M.DATA_GAPS_OPEN.labels(self.cfg.pipeline).set(len(found))
+        self.health.gap = "; ".join(g.describe() for g in found[:3]) or None
+        for table, topic in self._topics_by_table.items():
+            mine = [g.describe() for g in found if g.topic == topic]
+            self._status.table_gap(table, "; ".join(mine[:3]) or None)
 
     def _sweep(self, sweeper: Sweeper) -> None:
         """Housekeeping never blocks the loop: a failed pass is retried at the next interval."""

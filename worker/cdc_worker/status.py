@@ -6,7 +6,8 @@ pause flags then keep their last known value.
 
 Keys (all under `cdc:<pipeline>:`):
 - `worker:<id>` hash, TTL 30 s: heartbeat (`ts`, `partitions`, `applied`, `lagEvents`)
-- `table:<keyspace>.<table>` hash, TTL 1 day: `applied`, `lastEventTs` (µs), `lagSeconds`
+- `table:<keyspace>.<table>` hash, TTL 1 day: `applied`, `lastEventTs` (µs), `lagSeconds`,
+  `dataGap` (text, while an unacknowledged gap exists)
 - `paused` / `table:<keyspace>.<table>:paused`: present and not "0" means paused
 """
 
@@ -65,6 +66,20 @@ class Status:
             pipe.hset(key, mapping={"lastEventTs": last_event_us, "lagSeconds": round(lag_s, 3)})
             pipe.expire(key, TABLE_TTL)
             pipe.execute()
+        except redis.RedisError as e:
+            self._failed(e)
+
+    def table_gap(self, table: str, gap: str | None) -> None:
+        """`dataGap` on the table's hash while an unacknowledged gap exists."""
+        if self.client is None:
+            return
+        key = pipeline_key(self.pipeline, "table", table)
+        try:
+            if gap:
+                self.client.hset(key, "dataGap", gap)
+                self.client.expire(key, TABLE_TTL)
+            else:
+                self.client.hdel(key, "dataGap")
         except redis.RedisError as e:
             self._failed(e)
 

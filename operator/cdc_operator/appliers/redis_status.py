@@ -34,11 +34,14 @@ def read_progress(
         if now - float(hb.get(b"ts", b"0")) < 30:
             workers += 1
             lag += int(hb.get(b"lagEvents", b"0"))
-    per_table: dict[str, dict[str, float]] = {}
+    per_table: dict[str, dict[str, Any]] = {}
     for t in tables:
-        h = c.hgetall(f"cdc:{pipeline}:table:{t}")
+        h = {(k.decode() if isinstance(k, bytes) else k): v
+             for k, v in c.hgetall(f"cdc:{pipeline}:table:{t}").items()}  # fmt: skip
         if h:
-            per_table[t] = {
-                (k.decode() if isinstance(k, bytes) else k): float(v) for k, v in h.items()
-            }
+            per_table[t] = {k: (_text(v) if k == "dataGap" else float(v)) for k, v in h.items()}
     return {"workers": workers, "lagEvents": lag, "tables": per_table}
+
+
+def _text(v: bytes | str) -> str:
+    return v.decode() if isinstance(v, bytes) else v
