@@ -241,3 +241,33 @@ def test_equal_timestamps_across_batches_follow_cassandra_for_every_type(pg_dsn:
             zip(TIE_TYPES, expected, strict=True)
         ), row[0]
     assert len(rows) == 5
+
+
+def test_soft_deleted_rows_shown_values_are_not_live_cells(pg_dsn: str) -> None:
+    """A soft-deleted row shows its last values; a later write must not revive them."""
+    schema = schema_from_spec(
+        "ks", "t", ["p"], ["c"], {"p": "int", "c": "int", "a": "int", "b": "text"}
+    )
+    conn = psycopg.connect(pg_dsn)
+    with conn.transaction():
+        conn.execute("DROP SCHEMA IF EXISTS softshow CASCADE")
+    writer = prepare(conn, Target(schema, "softshow", "t", DeleteMode.SOFT), create=True)
+
+    def ev(ts: int, **cells: Any) -> bytes:
+        after = {"p": cell(1), "c": cell(1), "a": None, "b": None}
+        return envelope("u", ts, "ks", "t", after | {k: cell(v) for k, v in cells.items()})
+
+    def shown() -> list[tuple[Any, ...]]:
+        rows = conn.execute("SELECT a, b, _cdc_deleted_at IS NOT NULL FROM softshow.t").fetchall()
+        conn.commit()
+        return rows
+
+    apply_batch(conn, writer, schema, [ev(10, a=5)], NOW)
+    apply_batch(conn, writer, schema, [ev(12, a=None)], NOW)
+    assert shown() == [(5, None, True)]  # deleted, last values shown
+    apply_batch(conn, writer, schema, [ev(12, a=9)], NOW)  # loses to the tombstone at 12
+    assert shown() == [(5, None, True)]
+    apply_batch(conn, writer, schema, [ev(13, b="x")], NOW)  # revives the row, not `a`
+    assert shown() == [(None, "x", False)]
+    conn.execute("DROP SCHEMA softshow CASCADE")
+    conn.commit()
