@@ -13,7 +13,7 @@ import shlex
 import subprocess
 import sys
 
-from . import deps
+from . import deps, tls
 from .cassandra import Cassandra
 from .core import Component, StackError, log
 from .debezium import Debezium
@@ -121,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
                 pid = c.proc.pid()
                 print(f"{c.name:<10} {c.status():<10} {'pid ' + str(pid) if pid else ''}")
         elif args.cmd == "env":
+            for k, v in tls.env().items():
+                print(f"export {k}={shlex.quote(v)}")
             for c in _ordered(list(COMPONENTS)):
                 for k, v in c.env().items():
                     if k == "PATH":  # directories to prepend; "$PATH" must expand in the shell

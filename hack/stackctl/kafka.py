@@ -3,15 +3,19 @@
 The jars are resolved by hack/kafka/pom.xml into a cache directory keyed by
 version. Health is an ApiVersions round trip on the client port: the broker
 only processes requests once it has finished starting, so an answer means the
-broker is serving rather than merely listening.
+broker is serving rather than merely listening; the SASL_SSL listener of the
+secure profile (kafka_secure.py) gets the same check over TLS verified against
+the stack CA (SASL brokers answer ApiVersions before authentication).
 """
 
 from __future__ import annotations
 
 import socket
+import ssl
 import struct
 import uuid
 
+from . import kafka_secure, tls
 from .core import CACHE, PORT_OFFSET, REPO, Component, StackError, run
 
 VERSION = "4.4.0"
@@ -44,7 +48,7 @@ logger.apache.level = INFO
 
 class Kafka(Component):
     name = "kafka"
-    ports = (PORT, CONTROLLER_PORT)
+    ports = (PORT, CONTROLLER_PORT, kafka_secure.SASL_PORT)
     start_timeout = 90.0
 
     def __init__(self) -> None:
@@ -95,15 +99,19 @@ class Kafka(Component):
         self.props.write_text(
             "process.roles=broker,controller\nnode.id=1\n"
             f"controller.quorum.voters=1@127.0.0.1:{CONTROLLER_PORT}\n"
-            f"listeners=PLAINTEXT://127.0.0.1:{PORT},CONTROLLER://127.0.0.1:{CONTROLLER_PORT}\n"
-            f"advertised.listeners=PLAINTEXT://127.0.0.1:{PORT}\n"
+            f"listeners=PLAINTEXT://127.0.0.1:{PORT},CONTROLLER://127.0.0.1:{CONTROLLER_PORT},"
+            f"SASL_SSL://127.0.0.1:{kafka_secure.SASL_PORT}\n"
+            f"advertised.listeners=PLAINTEXT://127.0.0.1:{PORT},"
+            f"SASL_SSL://127.0.0.1:{kafka_secure.SASL_PORT}\n"
             "controller.listener.names=CONTROLLER\ninter.broker.listener.name=PLAINTEXT\n"
-            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT\n"
+            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,"
+            "SASL_SSL:SASL_SSL\n"
             f"log.dirs={self.data}\nnum.partitions=1\nnum.network.threads=2\nnum.io.threads=4\n"
             "offsets.topic.replication.factor=1\ntransaction.state.log.replication.factor=1\n"
             "transaction.state.log.min.isr=1\nshare.coordinator.state.topic.replication.factor=1\n"
             "share.coordinator.state.topic.min.isr=1\ngroup.initial.rebalance.delay.ms=0\n"
             "auto.create.topics.enable=true\nlog.retention.hours=168\n"
+            + kafka_secure.broker_properties()
         )
         self.log4j.write_text(LOG4J2.format(logdir=self.state_dir))
         if not (self.data / "meta.properties").exists():
@@ -122,23 +130,30 @@ class Kafka(Component):
         self.proc.start(self._java("kafka.Kafka", str(self.props), heap=HEAP))
 
     def healthy(self) -> bool:
-        return api_versions_ok("127.0.0.1", PORT)
+        return api_versions_ok("127.0.0.1", PORT) and api_versions_ok(
+            "127.0.0.1", kafka_secure.SASL_PORT, tls.client_context()
+        )
+
+    def after_start(self) -> None:
+        kafka_secure.apply(self.libs, self.state_dir, f"127.0.0.1:{PORT}")
 
     def env(self) -> dict[str, str]:
-        return {"KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{PORT}"}
+        return {"KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{PORT}", **kafka_secure.env()}
 
 
-def api_versions_ok(host: str, port: int) -> bool:
-    """Send ApiVersions v0 and check for error code 0 in the reply."""
+def api_versions_ok(host: str, port: int, context: ssl.SSLContext | None = None) -> bool:
+    """Send ApiVersions v0 and check for error code 0 in the reply; over TLS with a context
+    (verified against its CA, host name `localhost`)."""
     client = b"stack"
     body = struct.pack(">hhih", 18, 0, 1, len(client)) + client
     try:
-        with socket.create_connection((host, port), timeout=2) as s:
+        raw = socket.create_connection((host, port), timeout=2)
+        with context.wrap_socket(raw, server_hostname="localhost") if context else raw as s:
             s.sendall(struct.pack(">i", len(body)) + body)
             head = _recv(s, 4)
             (size,) = struct.unpack(">i", head)
             resp = _recv(s, size)
-    except (OSError, StackError):
+    except (OSError, StackError):  # ssl.SSLError is an OSError
         return False
     corr, err = struct.unpack(">ih", resp[:6])
     return corr == 1 and err == 0

@@ -14,6 +14,7 @@ import signal
 import subprocess
 from pathlib import Path
 
+from . import postgres_tls
 from .core import (
     PORT_OFFSET,
     STATE,
@@ -118,6 +119,8 @@ class Postgres(Component):
                     "max_connections = 200\nshared_buffers = 256MB\n"
                     "max_wal_size = 2GB\nlogging_collector = off\n"
                 )
+        if (self.data / "postgresql.conf").exists():  # else the server says what is wrong
+            postgres_tls.configure(self.data, self.user)
         self.proc.start([bindir / "postgres", "-D", self.data], user=self.user, cwd=Path("/"))
 
     def healthy(self) -> bool:
@@ -136,7 +139,7 @@ class Postgres(Component):
             ],
             check=False,
         )
-        return res.returncode == 0
+        return res.returncode == 0 and postgres_tls.tls_offers_scram(PORT, DATABASE)
 
     def after_start(self) -> None:
         psql = [
@@ -154,9 +157,15 @@ class Postgres(Component):
         exists = run([*psql, f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE}'"]).stdout
         if exists.strip() != "1":
             run([*psql, f"CREATE DATABASE {DATABASE}"])
+        if postgres_tls.configure(self.data, self.user):
+            run([*psql, "SELECT pg_reload_conf()"])
+        run([*psql[:-1], "-q", "-f", "-"], input=postgres_tls.role_sql(DATABASE))
 
     def env(self) -> dict[str, str]:
-        return {"PG_DSN": f"postgresql://{USER}:{PASSWORD}@127.0.0.1:{PORT}/{DATABASE}"}
+        return {
+            "PG_DSN": f"postgresql://{USER}:{PASSWORD}@127.0.0.1:{PORT}/{DATABASE}",
+            **postgres_tls.env(PORT, DATABASE),
+        }
 
 
 __all__ = ["STATE", "Postgres"]
