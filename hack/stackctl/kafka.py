@@ -115,6 +115,7 @@ class Kafka(Component):
         )
         self.log4j.write_text(LOG4J2.format(logdir=self.state_dir))
         if not (self.data / "meta.properties").exists():
+            kafka_secure.setup_marker(self.state_dir).unlink(missing_ok=True)
             cluster_id = run(self._java("kafka.tools.StorageTool", "random-uuid")).stdout.strip()
             run(
                 self._java(

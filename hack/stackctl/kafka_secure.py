@@ -67,12 +67,17 @@ def _instructions() -> str:
     return "\n".join(lines) + "\n"
 
 
+def setup_marker(state_dir: Path) -> Path:
+    """Digest of the users and ACLs applied; kafka.py drops it when it formats new storage."""
+    return state_dir / "secure-setup.sha256"
+
+
 def apply(libs: Path, state_dir: Path, bootstrap: str) -> None:
     """Users and ACLs, once per distinct set (a marker holds its digest; a re-format drops it)."""
     text = _instructions()
     passwords = "".join(tls.password(f"kafka-{u}") for u in USERS)
     digest = hashlib.sha256((text + passwords).encode()).hexdigest()
-    marker = state_dir / "data" / "secure-setup.sha256"
+    marker = setup_marker(state_dir)
     if marker.exists() and marker.read_text().strip() == digest:
         return
     log("kafka: creating the SCRAM users and ACLs of the SASL_SSL listener")
