@@ -115,8 +115,8 @@ def _crd(
     }  # fmt: skip
 
 
-def _cond(field: str) -> str:
-    return f'.status.conditions[?(@.type=="Ready")].{field}'
+def _cond(field: str, type_: str = "Ready") -> str:
+    return f'.status.conditions[?(@.type=="{type_}")].{field}'
 
 
 def crds() -> dict[str, dict[str, Any]]:
@@ -141,6 +141,7 @@ def crds() -> dict[str, dict[str, Any]]:
              {"name": "Target", "type": "string", "jsonPath": ".status.target"},
              {"name": "Ready", "type": "string", "jsonPath": _cond("status")},
              {"name": "Lag", "type": "integer", "jsonPath": ".status.lag.events"},
+             {"name": "In-Sync", "type": "string", "jsonPath": _cond("status", "InSync")},
              {"name": "Last-Event", "type": "date", "jsonPath": ".status.lastEventTime"},
              age],
             None,

@@ -264,6 +264,27 @@ class ColumnsSpec(Model):
     rename: dict[str, str] = Field(default_factory=dict)
 
 
+class VerifySpec(Model):
+    """Periodic proof that PostgreSQL equals Cassandra (a token-range scan; docs/scan.md)."""
+
+    interval: str = Field(
+        default="24h", pattern=_DURATION, description="from the end of one verify to the next"
+    )
+    repair: bool = Field(default=False, description="repair differences, else report them")
+    rows_per_second: int = Field(
+        default=0, ge=0, le=10_000_000, description="Cassandra rows/s per Pod (0: no limit)"
+    )
+    parallelism: int = Field(default=1, ge=1, le=16, description="Pods scanning at once")
+    consistency: Literal["ONE", "LOCAL_ONE", "QUORUM", "LOCAL_QUORUM", "ALL"] = "LOCAL_QUORUM"
+
+
+class BackfillSpec(Model):
+    """The initial load of rows that existed before the pipeline, with exact write times."""
+
+    enabled: bool = False
+    parallelism: int = Field(default=1, ge=1, le=16)
+
+
 class TableReplicationSpec(Model):
     """One Cassandra table replicated by a pipeline into one PostgreSQL table."""
 
@@ -279,6 +300,19 @@ class TableReplicationSpec(Model):
     columns: ColumnsSpec = Field(default_factory=ColumnsSpec)
     delete_mode: Literal["hard", "soft"] = "hard"
     create_table: bool = True
+    verify: VerifySpec | None = None
+    backfill: BackfillSpec | None = None
+
+
+class ScanStatus(Model):
+    last_run: str | None = Field(default=None, description="when the last scan finished")
+    job: str | None = None
+    result: str | None = None
+    rows_checked: int | None = None
+    rows_differing: int | None = None
+    rows_repaired: int | None = None
+    duration: str | None = None
+    progress: int | None = Field(default=None, description="percent of token slices done")
 
 
 class TableReplicationStatus(Model):
@@ -290,6 +324,8 @@ class TableReplicationStatus(Model):
     lag: LagStatus | None = None
     last_event_time: str | None = None
     events_applied: int | None = None
+    verify: ScanStatus | None = None
+    backfill: ScanStatus | None = None
 
 
 VaultAuth.model_rebuild()

@@ -30,6 +30,8 @@ RULES: list[dict[str, Any]] = [
     {"apiGroups": ["apps"], "resources": ["deployments"],
      "verbs": ["get", "list", "watch", *_APPLY]},
     {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": _APPLY},
+    # Verify/backfill scans: Indexed Jobs per table (scan_step), listed to read their verdict.
+    {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["list", *_APPLY]},
     {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
 ]  # fmt: skip
 

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from cdc_operator import metrics as M
+from cdc_operator import scan_step
 from cdc_operator.appliers import redis_status, topics
 from cdc_operator.appliers.cassandra import (
     CassandraError,
@@ -95,11 +96,13 @@ class TableRef:
     spec: TableReplicationSpec
     generation: int | None
     status: dict[str, Any]
+    uid: str = ""
 
     @classmethod
     def of(cls, body: dict[str, Any]) -> TableRef:
         return cls(body["metadata"]["name"], TableReplicationSpec.model_validate(body["spec"]),
-                   body["metadata"].get("generation"), dict(body.get("status") or {}))  # fmt: skip
+                   body["metadata"].get("generation"), dict(body.get("status") or {}),
+                   body["metadata"].get("uid", ""))  # fmt: skip
 
 
 def tables_of(kube: Kube, namespace: str, pipeline: str) -> list[TableRef]:
@@ -390,8 +393,40 @@ async def _reconcile(
         status["ownedTopics"] = st.owned_topics
     if last:
         status["lastEventTime"] = _iso(last / 1e6)
-    await _table_statuses(kube, ns, spec, refs, conds, lag, per_table, st.sources)
+    scans = await _scans(kube, ns, name, spec, refs, conds, st, redis_password, gen)
+    await _table_statuses(kube, ns, spec, refs, conds, lag, per_table, st.sources, scans)
     return status
+
+
+async def _scans(
+    kube: Kube, ns: str, name: str, spec: CdcPipelineSpec, refs: list[TableRef],
+    conds: list[dict[str, Any]], st: PipelineState, redis_password: str | None, gen: int | None,
+) -> dict[str, scan_step.ScanView]:  # fmt: skip
+    """Verify/backfill Jobs of the tables that ask for them (scan_step), and their status."""
+    wanted = [r for r in refs if r.spec.verify is not None
+              or (r.spec.backfill is not None and r.spec.backfill.enabled)]  # fmt: skip
+    wanted = [r for r in wanted if not _problem(st, r.spec)]
+    if not wanted:
+        return {}
+    jobs = [j for j in await asyncio.to_thread(kube.list, "batch/v1", "Job", ns)
+            if (j["metadata"].get("labels") or {}).get(names.LABEL_PIPELINE) == name]  # fmt: skip
+    counts: dict[str, dict[str, float]] = {}
+    if spec.redis is not None:
+        with contextlib.suppress(Exception):
+            tables = [f"{r.spec.source.keyspace}.{r.spec.source.table}" for r in wanted]
+            counts = await asyncio.to_thread(scan_step.read_counts, spec.redis.url,
+                                             redis_password, name, tables)  # fmt: skip
+    streaming = any(c["type"] == "WorkersAvailable" and c["status"] == "True" for c in conds)
+    out: dict[str, scan_step.ScanView] = {}
+    for r in wanted:
+        tr = {"name": r.name, "uid": r.uid, "conditions": r.status.get("conditions"),
+              "status": r.status}  # fmt: skip
+        view = scan_step.plan(ns, name, spec, tr, r.spec, jobs, counts, streaming,
+                              st.secret_keys, r.generation)  # fmt: skip
+        for job in view.create:
+            await asyncio.to_thread(kube.apply, job)
+        out[r.name] = view
+    return out
 
 
 def _iso(ts: float) -> str:
@@ -402,6 +437,7 @@ async def _table_statuses(
     kube: Kube, ns: str, spec: CdcPipelineSpec, refs: list[TableRef],
     pipeline_conds: list[dict[str, Any]], lag: dict[str, int], per_table: dict[str, Any],
     sources: dict[tuple[str, str], SourceTable],
+    scans: dict[str, scan_step.ScanView] | None = None,
 ) -> None:  # fmt: skip
     """Write each table's status, only where it changed (hundreds of tables stay cheap)."""
     ready = next((c for c in pipeline_conds if c["type"] == "Ready"), None)
@@ -422,6 +458,9 @@ async def _table_statuses(
             conds = set_condition(conds, "Ready", ok, reason, msg, gen)
         if source is not None and source.schema is not None:
             conds = _exact(conds, source, gen)
+        view = (scans or {}).get(ref.name)
+        insync = [c for c in (view.conditions or []) if c["type"] == "InSync"] if view else []
+        conds = [c for c in conds if c["type"] != "InSync"] + insync
         topic = names.topic(spec, tr)
         src = f"{tr.source.keyspace}.{tr.source.table}"
         stats = per_table.get(src, {})
@@ -436,6 +475,8 @@ async def _table_statuses(
             status["lag"]["seconds"] = stats.get("lagSeconds")
         if stats.get("applied") is not None:
             status["eventsApplied"] = int(stats["applied"])
+        if view is not None:
+            status |= view.status
         if {k: ref.status.get(k) for k in status} != status:
             await asyncio.to_thread(kube.patch_status, API, "TableReplication", ref.name, ns,
                                     status)  # fmt: skip

@@ -139,8 +139,8 @@ def test_applies_events_dead_letters_bad_ones_and_evolves_schema(
     ]
     events = [e.replace(b'"keyspace":"ks"', f'"keyspace":"{ks}"'.encode()) for e in events]
     produce(bootstrap, topic, [(b"k%d" % (i % 2), e) for i, e in enumerate(events)])
-    w = WorkerProcess(tmp_path, cfg, {"POSTGRES_PASSWORD": "cdc",
-                                      "CDC_WORKER_SCHEMA_AGREEMENT_SECONDS": "2"}).start()  # fmt: skip
+    env_ = {"POSTGRES_PASSWORD": "cdc", "CDC_WORKER_SCHEMA_AGREEMENT_SECONDS": "2"}
+    w = WorkerProcess(tmp_path, cfg, env_).start()
     try:
         wait_for(lambda: _offsets(pg, name) == len(events), 60, "all offsets stored")
         dead = consume_all(bootstrap, f"{name}.dlq", 3)

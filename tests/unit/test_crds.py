@@ -76,6 +76,7 @@ def test_schemas_are_structural_and_carry_cel_rules() -> None:
         "Target",
         "Ready",
         "Lag",
+        "In-Sync",
         "Last-Event",
         "Age",
     ]

@@ -18,6 +18,7 @@ USED = {
     ("", "serviceaccounts/token"): {"create"},  # TokenRequest for Vault's Kubernetes auth
     ("apps", "deployments"): {"get", "list", "watch", "create", "patch"},  # index + SSA
     ("policy", "poddisruptionbudgets"): {"create", "patch"},
+    ("batch", "jobs"): {"list", "create", "patch"},  # scan_step: verify/backfill Jobs
     ("", "events"): {"create", "patch"},  # Kopf's events
     ("events.k8s.io", "events"): {"create", "patch"},
     ("apiextensions.k8s.io", "customresourcedefinitions"): {"get", "list", "watch"},  # Kopf

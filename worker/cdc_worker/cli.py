@@ -75,6 +75,7 @@ def _scan_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--contact-points", help="comma-separated; overrides the config's")
     p.add_argument("--repair", action="store_true", help="verify: repair what differs")
     p.add_argument("--fail-on-diff", action="store_true", help="exit 3 when rows differ")
+    p.add_argument("--report-run", help="add this slice's counts to the run's totals in Redis")
 
 
 def _scan(cfg: WorkerConfig, args: argparse.Namespace) -> int:
@@ -101,4 +102,11 @@ def _scan(cfg: WorkerConfig, args: argparse.Namespace) -> int:
         print(f"cdc-worker: {e}", file=sys.stderr)
         return 2
     print(orjson.dumps(result.as_json()).decode(), flush=True)
+    if args.report_run:
+        from cdc_worker.scan.report import report
+
+        try:
+            report(cfg, dict(os.environ), args.report_run, result)
+        except Exception as e:  # the counts are informative; the exit code is the verdict
+            print(f"cdc-worker: could not report to Redis: {type(e).__name__}", file=sys.stderr)
     return 3 if args.fail_on_diff and result.rowsDiffering else 0

@@ -61,7 +61,10 @@ def properties(
     props = {
         **DEFAULTS,
         "topic.prefix": spec.debezium.topic_prefix,
-        "snapshot.mode": spec.debezium.snapshot_mode.upper(),
+        # The exact backfill (cdc-worker backfill) replaces the connector's snapshot.
+        "snapshot.mode": "NEVER"
+        if any(t.backfill is not None and t.backfill.enabled for t in tables)
+        else spec.debezium.snapshot_mode.upper(),
         "cassandra.node.id": node,
         "kafka.producer.bootstrap.servers": spec.kafka.bootstrap_servers,
         "kafka.producer.client.id": f"debezium-{pipeline}-{node}",

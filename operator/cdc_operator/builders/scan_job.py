@@ -94,6 +94,9 @@ def scan_job(
             "completions": slices,
             "parallelism": max(1, min(parallelism or slices, slices)),
             "backoffLimitPerIndex": backoff_limit_per_index,
+            # Exit 3 is the verdict "rows differ": retrying that index would not change it.
+            "podFailurePolicy": {"rules": [{"action": "FailIndex", "onExitCodes": {
+                "containerName": "scan", "operator": "In", "values": [3]}}]},
             "ttlSecondsAfterFinished": ttl_seconds_after_finished,
             "template": {
                 "metadata": {"labels": labels(pipeline, "scan")},
