@@ -466,6 +466,7 @@ def main(argv: list[str] | None = None) -> int:
             break
         time.sleep(2)
     cluster.shutdown()
+    in_sync = verify(kube) if equal else {}
 
     print()
     print(kube("get", "cdcpipelines,tablereplications", "-n", NAMESPACE))
@@ -480,6 +481,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     summary = {
         "equal": equal,
+        "inSync": in_sync,
         "keyspace": ks,
         "schema": schema,
         "events": counts,
@@ -500,7 +502,9 @@ def main(argv: list[str] | None = None) -> int:
     print(
         "Cassandra and PostgreSQL are",
         "EQUAL" if equal else "DIFFERENT",
-        f"({summary['seconds']}s)",
+        f"({summary['seconds']}s);",
+        "the product's own verify:",
+        ", ".join(f"{t} InSync={v}" for t, v in in_sync.items()) or "not run",
     )
     print(f"""
 Look around (eval "$(hack/stack env)" first):
@@ -510,7 +514,27 @@ Look around (eval "$(hack/stack env)" first):
   psql "$PG_DSN" -c 'select * from {schema}.orders limit 5'
   curl -s localhost:8081/metrics | grep cdc_worker_events_applied     # the worker's metrics
 Stop everything: hack/stack down""")
-    return 0 if equal else 1
+    return 0 if equal and in_sync and all(v == "True" for v in in_sync.values()) else 1
+
+
+def verify(kube: Kube) -> dict[str, str]:
+    """Ask the product itself: a verify Job per table (spec.verify), its verdict `InSync`."""
+    say("running the product's own verify (spec.verify: a token-range scan Job per table)")
+    tables = ("customers", "orders")
+    for t in tables:
+        kube("patch", "tr", t, "-n", NAMESPACE, "--type", "merge",
+             "-p", json.dumps({"spec": {"verify": {"interval": "24h"}}}))  # fmt: skip
+
+    def verdicts() -> dict[str, str]:
+        out = {}
+        for t in tables:
+            c = kube.cond("tr", t, "InSync")
+            out[t] = str(c.get("status", "Unknown")) if c.get("reason") != "Verifying" else "?"
+        return out
+
+    wait(lambda: all(v in ("True", "False") for v in verdicts().values()), 300,
+         "the verify Jobs' verdicts (InSync)", 2)  # fmt: skip
+    return verdicts()
 
 
 if __name__ == "__main__":

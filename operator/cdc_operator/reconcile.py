@@ -414,8 +414,9 @@ async def _scans(
     if spec.redis is not None:
         with contextlib.suppress(Exception):
             tables = [f"{r.spec.source.keyspace}.{r.spec.source.table}" for r in wanted]
+            # The workers' (and scan Pods') Redis keys are under the pipeline's `ns.name`.
             counts = await asyncio.to_thread(scan_step.read_counts, spec.redis.url,
-                                             redis_password, name, tables)  # fmt: skip
+                                             redis_password, f"{ns}.{name}", tables)  # fmt: skip
     streaming = any(c["type"] == "WorkersAvailable" and c["status"] == "True" for c in conds)
     out: dict[str, scan_step.ScanView] = {}
     for r in wanted:

@@ -37,6 +37,8 @@ def test_postgres_equals_cassandra_end_to_end(tmp_path: Path) -> None:
             f"{name} differs\n{out[-4000:]}"
         )
     assert result["equal"] is True
+    # The product's own verify (a scan Job per table, through the operator) agrees.
+    assert result["inSync"] == {"customers": "True", "orders": "True"}, out[-4000:]
     assert res.returncode == 0, out[-4000:]
     kinds = result["events"]
     assert kinds.get("alter table add column") == 1
