@@ -129,6 +129,7 @@ def crds() -> dict[str, dict[str, Any]]:
              {"name": "Tables", "type": "integer", "jsonPath": ".status.tables"},
              {"name": "Workers", "type": "string", "jsonPath": ".status.workerSummary"},
              {"name": "Lag", "type": "integer", "jsonPath": ".status.lag.events"},
+             {"name": "Agents", "type": "string", "jsonPath": ".status.agents"},
              age],
             {"specReplicasPath": ".spec.worker.replicas",
              "statusReplicasPath": ".status.workers.ready"},

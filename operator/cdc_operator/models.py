@@ -52,12 +52,36 @@ class CredentialRef(Model):
     secret_ref: SecretRef | None = None
 
 
+_PEM = r"^-----BEGIN CERTIFICATE-----"
+
+
+def ca_bundle(what: str) -> Any:
+    return Field(
+        default=None, max_length=65536, pattern=_PEM,
+        description=f"PEM CA certificates to verify {what}'s TLS certificate (inline; "
+        "the operator mounts it into the Pods that need it)",
+    )  # fmt: skip
+
+
+class CassandraTls(Model):
+    """Client encryption to Cassandra (the native transport's TLS)."""
+
+    ca_bundle: str = Field(
+        max_length=65536, pattern=_PEM,
+        description="PEM CA certificates that signed the Cassandra nodes' certificates",
+    )  # fmt: skip
+    verify_hostname: bool = Field(
+        default=True, description="check the node's certificate names its contact point"
+    )
+
+
 class CassandraSpec(Model):
     contact_points: list[str] = Field(
         min_length=1, max_length=32, description="host:port of the CQL native transport"
     )
     local_datacenter: str = Field(default="datacenter1", min_length=1, max_length=128)
     credentials: CredentialRef | None = None
+    tls: CassandraTls | None = None
     manage_table_cdc: bool = Field(
         default=False, description="run ALTER TABLE … WITH cdc = true on the source tables"
     )
@@ -69,6 +93,15 @@ class DebeziumSpec(Model):
     config: dict[str, str] = Field(
         default_factory=dict, description="extra connector properties (no secrets)"
     )
+    agent_image: str | None = Field(
+        default=None, min_length=1, max_length=512,
+        description="image of the cdc-agent sidecar (JRE + connector) in the rendered spec",
+    )  # fmt: skip
+    agent_status_port: int | None = Field(
+        default=8090, ge=1, le=65535,
+        description="cdc-agent's HTTP port on each Cassandra node, read for AgentsReady and "
+        "CaptureHealthy (null: not read)",
+    )  # fmt: skip
 
 
 class TopicSpec(Model):
@@ -92,7 +125,15 @@ class KafkaSpec(Model):
     dead_letter_retention_hours: int = Field(default=720, ge=1, le=87600)
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
-    credentials: CredentialRef | None = None
+    credentials: CredentialRef | None = Field(
+        default=None, description="the workers' SASL identity (and the agent's, in its sidecar)"
+    )
+    operator_credentials: CredentialRef | None = Field(
+        default=None,
+        description="the operator's own SASL identity for its admin calls (topics, lag); "
+        "default: `credentials`. Never given to the workers",
+    )
+    ca_bundle: str | None = ca_bundle("Kafka (SSL, SASL_SSL)")
     deletion_policy: Literal["Retain", "Delete"] = Field(
         default="Retain",
         description="Delete removes the topics this pipeline created, with the pipeline",
@@ -112,12 +153,20 @@ class PostgresSpec(Model):
     ssl_mode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = (
         "prefer"
     )
+    ca_bundle: str | None = ca_bundle("PostgreSQL (with sslMode verify-ca or verify-full)")
     credentials: CredentialRef
 
 
 class RedisSpec(Model):
-    url: str = Field(pattern=r"^rediss?://[^@]+$", description="no credentials in the URL")
-    credentials: CredentialRef | None = None
+    url: str = Field(
+        pattern=r"^rediss?://([^:@/]+@)?[^@]+$",
+        description="rediss:// for TLS; may name an ACL user (rediss://user@host:port/0), "
+        "never a password",
+    )
+    ca_bundle: str | None = ca_bundle("Redis (rediss://)")
+    credentials: CredentialRef | None = Field(
+        default=None, description="only its password is used (the user is in the URL)"
+    )
 
 
 class KubernetesAuth(Model):
@@ -160,7 +209,7 @@ class VaultSpec(Model):
         description="https:// (http:// only where the chart allows security.allowInsecureVault)",
     )
     ca_bundle: str | None = Field(
-        default=None, max_length=65536, pattern=r"^-----BEGIN CERTIFICATE-----",
+        default=None, max_length=65536, pattern=_PEM,
         description="PEM CA certificates to verify Vault's TLS certificate",
     )  # fmt: skip
     kv_mount: str = Field(default="secret", min_length=1, max_length=128)
@@ -234,6 +283,7 @@ class CdcPipelineStatus(Model):
     owned_topics: list[str] | None = Field(
         default=None, description="Kafka topics this pipeline created (or adopted)"
     )
+    agents: str | None = Field(default=None, description="agents ready/total (cdc-agent)")
 
 
 class PipelineRef(Model):

@@ -17,8 +17,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import yaml
+
+from cdc_operator import agents_step, scan_step
 from cdc_operator import metrics as M
-from cdc_operator import scan_step
 from cdc_operator.appliers import redis_status, topics
 from cdc_operator.appliers.cassandra import (
     CassandraError,
@@ -27,6 +29,7 @@ from cdc_operator.appliers.cassandra import (
 )
 from cdc_operator.appliers.kube import Kube
 from cdc_operator.builders import manifests, names
+from cdc_operator.builders.agent import agent_sidecar
 from cdc_operator.builders.conditions import set_condition, summarize
 from cdc_operator.builders.debezium import node_id, properties
 from cdc_operator.builders.worker_config import Table, worker_config
@@ -64,6 +67,21 @@ STATE: dict[tuple[str, str], PipelineState] = {}
 Rivals = Callable[[dict[str, Any], CdcPipelineSpec], str | None]
 # The pipeline's worker Deployment as last seen by the watch: (namespace, name) -> object.
 Workers = Callable[[str, str], dict[str, Any] | None]
+
+
+def _agent_image(spec: CdcPipelineSpec) -> str:
+    """The agent image beside the worker's: <repository>-agent with the same tag."""
+    repo, sep, tag = spec.worker.image.rpartition(":")
+    return f"{repo}-agent{sep}{tag}" if sep and "/" not in tag else f"{spec.worker.image}-agent"
+
+
+async def _agents(spec: CdcPipelineSpec, tables: list[str]) -> agents_step.AgentsView:
+    port = spec.debezium.agent_status_port
+    if port is None:
+        return agents_step.AgentsView()
+    hosts = sorted({cp.rsplit(":", 1)[0] for cp in spec.cassandra.contact_points})
+    found = await asyncio.gather(*(asyncio.to_thread(agents_step.fetch, h, port) for h in hosts))
+    return agents_step.summarize(dict(zip(hosts, found, strict=True)), tables)
 
 
 def _problem(st: PipelineState, tr: TableReplicationSpec) -> tuple[str, str] | None:
@@ -300,6 +318,10 @@ async def _reconcile(
         try:
             files = {f"{node_id(cp)}.properties": properties(name, spec, [t for _, t in trs], cp)
                      for cp in spec.cassandra.contact_points}  # fmt: skip
+            # A ready-to-use sidecar for the Cassandra Pods (docs/agent.md), beside the configs.
+            sidecar = agent_sidecar(name, spec.debezium.agent_image or _agent_image(spec),
+                                    port=spec.debezium.agent_status_port or 8090)  # fmt: skip
+            files["sidecar.yaml"] = yaml.safe_dump(sidecar.pod_template_patch(), sort_keys=False)
             cm = manifests.connector_configmap(ns, name, owner, files)
             await asyncio.to_thread(kube.apply, cm)
             conds = set_condition(conds, "ConnectorConfigured", True, "Rendered",
@@ -376,6 +398,9 @@ async def _reconcile(
             )  # fmt: skip
         except Exception:
             progress = {}
+    agents = await _agents(spec, [f"{tr.source.keyspace}.{tr.source.table}" for _, tr in trs])
+    for type_, ok, reason, message in agents_step.conditions(agents):
+        conds = set_condition(conds, type_, ok, reason, message, gen)
     conds = summarize(conds, required, gen)
     if spec.paused:
         conds = set_condition(conds, "Ready", False, "Paused", "the pipeline is paused", gen)
@@ -391,6 +416,8 @@ async def _reconcile(
     }
     if st.owned_topics is not None:
         status["ownedTopics"] = st.owned_topics
+    if agents.total:
+        status["agents"] = f"{agents.ready}/{agents.total}"
     if last:
         status["lastEventTime"] = _iso(last / 1e6)
     scans = await _scans(kube, ns, name, spec, refs, conds, st, redis_password, gen)

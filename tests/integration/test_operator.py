@@ -151,7 +151,7 @@ def test_pipeline_lifecycle(cluster: Cluster, ns: str, env: dict[str, str], tmp_
         # kubectl get shows the columns with real values.
         out = cluster.run("get", "cdcpipelines", "-n", ns).stdout
         assert out.split("\n")[0].split() == ["NAME", "READY", "REASON", "TABLES", "WORKERS",
-                                              "LAG", "AGE"]  # fmt: skip
+                                              "LAG", "AGENTS", "AGE"]  # fmt: skip
         row = out.split("\n")[1].split()
         assert row[:3] == ["shop", "False", "WorkersNotReady"]
         assert row[3:5] == ["2", "0/1"]

@@ -70,7 +70,9 @@ def test_bad_tables_only_affect_themselves(
         "metadata": {"name": "p", "namespace": ns},
         "spec": {
             "cassandra": {"contactPoints": [contact], "manageTableCdc": True},
-            "debezium": {"topicPrefix": ns},
+            # The stack's cdc-agent beside the node (hack/stack env: CDC_AGENT_URL).
+            "debezium": {"topicPrefix": ns,
+                         "agentStatusPort": int(env["CDC_AGENT_URL"].rsplit(":", 1)[1])},
             "kafka": {"bootstrapServers": env["KAFKA_BOOTSTRAP_SERVERS"],
                       "deadLetterTopic": f"{ns}.dlq", "topic": {"partitions": 1}},
             "postgres": {"host": "127.0.0.1", "port": 55432, "database": "cdc",
@@ -113,5 +115,13 @@ def test_bad_tables_only_affect_themselves(
         cm = cluster.get("configmap", "p-worker", ns) or {"data": {"worker.yaml": ""}}
         topics = sorted(t["topic"] for t in yaml.safe_load(cm["data"]["worker.yaml"])["tables"])
         assert topics == [f"{ns}.{ks}.good", f"{ns}.{ks}.loose"]
+        # The agent beside the node is read: ready, and (after its restart for the new
+        # cdc = true tables) capturing them.
+        wait_for(lambda: _conds(cluster.get("cdcp", "p", ns)).get("AgentsReady", {})
+                 .get("status") == "True", 90, "AgentsReady")  # fmt: skip
+        assert (cluster.get("cdcp", "p", ns) or {})["status"]["agents"] == "1/1"
+        sidecar = yaml.safe_load((cluster.get("configmap", "p-debezium", ns) or {})["data"]
+                                 ["sidecar.yaml"])  # fmt: skip
+        assert [c["name"] for c in sidecar["spec"]["containers"]] == ["cdc-agent"]
     finally:
         op.stop()

@@ -68,7 +68,7 @@ def test_schemas_are_structural_and_carry_cel_rules() -> None:
         ".spec.worker.replicas"
     )
     cols = [c["name"] for c in pipeline["versions"][0]["additionalPrinterColumns"]]
-    assert cols == ["Ready", "Reason", "Tables", "Workers", "Lag", "Age"]
+    assert cols == ["Ready", "Reason", "Tables", "Workers", "Lag", "Agents", "Age"]
     tr = crds()["tablereplications"]["spec"]["versions"][0]["additionalPrinterColumns"]
     assert [c["name"] for c in tr] == [
         "Pipeline",
