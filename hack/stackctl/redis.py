@@ -19,12 +19,14 @@ from .core import PORT_OFFSET, Component, StackError, run
 PORT = 56379 + PORT_OFFSET
 TLS_PORT = 56380 + PORT_OFFSET
 ACL_USER = "cdc"
-# Worker: HSET/HDEL/EXPIRE/HINCRBY (in MULTI/EXEC pipelines), MGET of pause flags. Operator: SET/DEL
-# of pause flags, SCAN + HGETALL of heartbeats and counters. +@connection: AUTH, HELLO, PING
+# Worker: HSET/HDEL/EXPIRE/HINCRBY (in MULTI/EXEC pipelines), MGET of pause flags; scan Pods:
+# HINCRBYFLOAT of a run's seconds. Operator: SET/DEL of pause flags, SCAN + HGETALL of
+# heartbeats and counters. +@connection: AUTH, HELLO, PING
 # (minus CLIENT KILL and the like, which are also @admin/@dangerous).
 ACL_RULES = ("resetkeys", "~cdc:*", "resetchannels", "-@all", "+@connection", "-@admin",
              "-@dangerous", "+get", "+mget", "+set", "+del", "+hset", "+hget", "+hgetall",
-             "+hdel", "+hincrby", "+expire", "+scan", "+multi", "+exec", "+discard")  # fmt: skip
+             "+hdel", "+hincrby", "+hincrbyfloat", "+expire", "+scan", "+multi", "+exec",
+             "+discard")  # fmt: skip
 
 
 def _resp(*args: str) -> bytes:

@@ -20,12 +20,17 @@ Claimant = tuple[str, str, str]  # (creationTimestamp, namespace, name)
 
 
 def kafka_settings(spec: CdcPipelineSpec, creds: dict[str, str]) -> dict[str, Any]:
+    """The operator's admin client: its own identity (`kafka.operatorCredentials`, else the
+    workers' `kafka.credentials`) and the pipeline's Kafka CA bundle."""
     out: dict[str, Any] = {"bootstrap.servers": spec.kafka.bootstrap_servers,
                            "security.protocol": spec.kafka.security_protocol}  # fmt: skip
+    if spec.kafka.ca_bundle and "SSL" in spec.kafka.security_protocol:
+        out["ssl.ca.pem"] = spec.kafka.ca_bundle
     if spec.kafka.sasl_mechanism:
+        who = "OPERATOR_KAFKA" if spec.kafka.operator_credentials is not None else "KAFKA"
         out |= {"sasl.mechanism": spec.kafka.sasl_mechanism,
-                "sasl.username": creds.get("KAFKA_USERNAME", ""),
-                "sasl.password": creds.get("KAFKA_PASSWORD", "")}  # fmt: skip
+                "sasl.username": creds.get(f"{who}_USERNAME", ""),
+                "sasl.password": creds.get(f"{who}_PASSWORD", "")}  # fmt: skip
     return out
 
 

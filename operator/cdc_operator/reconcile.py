@@ -28,11 +28,12 @@ from cdc_operator.appliers.cassandra import (
     enable_cdc_and_read_schemas,
 )
 from cdc_operator.appliers.kube import Kube
+from cdc_operator.appliers.tls import redis_url
 from cdc_operator.builders import manifests, names
 from cdc_operator.builders.agent import agent_sidecar
 from cdc_operator.builders.conditions import set_condition, summarize
 from cdc_operator.builders.debezium import node_id, properties
-from cdc_operator.builders.worker_config import Table, worker_config
+from cdc_operator.builders.worker_config import Table, ca_files, worker_config
 from cdc_operator.credentials_step import decode_secret, ensure_credentials
 from cdc_operator.kafka_step import kafka_settings, topic_wants
 from cdc_operator.models import GROUP, VERSION, CdcPipelineSpec, TableReplicationSpec
@@ -339,12 +340,14 @@ async def _reconcile(
     if full:
         tables = [Table(n, tr, _schema(st, tr)) for n, tr in trs]
         config = worker_config(ns, name, spec, tables)
-        await asyncio.to_thread(kube.apply, manifests.worker_configmap(ns, name, owner, config))
+        ca = ca_files(spec)  # CA bundles as files beside worker.yaml (certificates only)
+        cm = manifests.worker_configmap(ns, name, owner, config, ca)
+        await asyncio.to_thread(kube.apply, cm)
         await asyncio.to_thread(kube.apply, manifests.metrics_service(ns, name, owner))
         await asyncio.to_thread(kube.apply, manifests.pod_disruption_budget(ns, name, owner))
         if st.secret_version is not None and not rival and not image_refused:
             dep = manifests.worker_deployment(
-                ns, name, owner, spec, manifests.digest(config), st.secret_version,
+                ns, name, owner, spec, manifests.config_hash(config, ca), st.secret_version,
                 st.secret_keys, replicas,
             )  # fmt: skip
             applied = await asyncio.to_thread(kube.apply, dep)
@@ -355,7 +358,7 @@ async def _reconcile(
     # 6. Pause.
     if spec.redis is not None:
         try:
-            await asyncio.to_thread(redis_status.set_paused, spec.redis.url, redis_password,
+            await asyncio.to_thread(redis_status.set_paused, redis_url(spec.redis), redis_password,
                                     f"{ns}.{name}", spec.paused)  # fmt: skip
             how = "PauseFlagSet" if spec.paused else "Running"
         except Exception as e:
@@ -393,7 +396,7 @@ async def _reconcile(
     if spec.redis is not None:
         try:
             progress = await asyncio.to_thread(
-                redis_status.read_progress, spec.redis.url, redis_password, f"{ns}.{name}",
+                redis_status.read_progress, redis_url(spec.redis), redis_password, f"{ns}.{name}",
                 [f"{tr.source.keyspace}.{tr.source.table}" for _, tr in trs],
             )  # fmt: skip
         except Exception:
@@ -442,7 +445,7 @@ async def _scans(
         with contextlib.suppress(Exception):
             tables = [f"{r.spec.source.keyspace}.{r.spec.source.table}" for r in wanted]
             # The workers' (and scan Pods') Redis keys are under the pipeline's `ns.name`.
-            counts = await asyncio.to_thread(scan_step.read_counts, spec.redis.url,
+            counts = await asyncio.to_thread(scan_step.read_counts, redis_url(spec.redis),
                                              redis_password, f"{ns}.{name}", tables)  # fmt: skip
     streaming = any(c["type"] == "WorkersAvailable" and c["status"] == "True" for c in conds)
     out: dict[str, scan_step.ScanView] = {}

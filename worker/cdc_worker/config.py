@@ -55,6 +55,9 @@ class PostgresConfig(_Model):
     ssl_mode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = (
         "prefer"
     )
+    ssl_root_cert: str | None = Field(
+        default=None, min_length=1, description="CA file for sslMode verify-ca/verify-full"
+    )
 
     @model_validator(mode="after")
     def _where(self) -> PostgresConfig:
@@ -66,7 +69,10 @@ class PostgresConfig(_Model):
 
 
 class RedisConfig(_Model):
+    """`rediss://[user@]host:port/db`: the ACL user may be in the URL, its password never."""
+
     url: str
+    ca_file: str | None = Field(default=None, min_length=1, description="CA for rediss://")
 
     @field_validator("url")
     @classmethod

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
+import redis
 
 from cdc_worker.config import WorkerConfig, secret
 
@@ -17,6 +18,8 @@ def pg_connect(cfg: WorkerConfig, env: dict[str, str]) -> psycopg.Connection[tup
         "options": "-c TimeZone=UTC -c DateStyle=ISO",
         "connect_timeout": 10,
     }
+    if pg.ssl_root_cert:
+        kwargs["sslrootcert"] = pg.ssl_root_cert
     user = secret(env, "POSTGRES_USERNAME")
     password = secret(env, "POSTGRES_PASSWORD")
     if user:
@@ -43,3 +46,18 @@ def kafka_settings(cfg: WorkerConfig, env: dict[str, str]) -> dict[str, Any]:
 
 def redis_password(env: dict[str, str]) -> str | None:
     return secret(env, "REDIS_PASSWORD")
+
+
+def redis_client(cfg: WorkerConfig, env: dict[str, str], timeout: float) -> redis.Redis:
+    """The ACL user from the URL, its password from REDIS_PASSWORD(_FILE), TLS verified
+    against `redis.caFile` for rediss:// (host names checked)."""
+    assert cfg.redis is not None
+    kwargs: dict[str, Any] = {}
+    if cfg.redis.url.startswith("rediss://"):
+        kwargs["ssl_cert_reqs"] = "required"
+        if cfg.redis.ca_file:
+            kwargs["ssl_ca_certs"] = cfg.redis.ca_file
+    return redis.Redis.from_url(
+        cfg.redis.url, password=redis_password(env), socket_timeout=timeout,
+        socket_connect_timeout=timeout, **kwargs,
+    )  # fmt: skip

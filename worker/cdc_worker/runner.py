@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-import redis
 import structlog
 from confluent_kafka import Producer
 from opentelemetry import trace
@@ -29,7 +28,7 @@ from opentelemetry.trace import Span
 from cdc_worker import metrics as M
 from cdc_worker.apply import BatchApplier, Decoded, Outcome, TableRuntime, Transient
 from cdc_worker.config import WorkerConfig
-from cdc_worker.connect import kafka_settings, pg_connect, redis_password
+from cdc_worker.connect import kafka_settings, pg_connect, redis_client
 from cdc_worker.consume import Source
 from cdc_worker.dlq import DeadLetterSink
 from cdc_worker.gaps import Gap, GapStore
@@ -110,12 +109,9 @@ class Worker:
         source = Source(ksettings, cfg.kafka.group_id, list(tables), load_offsets, record_gaps)
         client = None
         if cfg.redis is not None:
-            client = redis.Redis.from_url(
-                cfg.redis.url, password=redis_password(self.env),
-                socket_timeout=0.5, socket_connect_timeout=0.5,
-            )  # fmt: skip
+            client = redis_client(cfg, self.env, 0.5)
         status = Status(client, cfg.pipeline, self.worker_id)
-        sweeper = Sweeper(applier, cfg.tombstone_grace_seconds)
+        sweeper = Sweeper(tables, self._connect, cfg.tombstone_grace_seconds, cfg.pipeline)
         return applier, source, sweeper, status
 
     def _retry(self, what: str, fn: Any) -> Any:
@@ -138,7 +134,7 @@ class Worker:
         self._applier, self._source, self._status = applier, source, status
         self._topics_by_table = {rt.name: t for t, rt in applier.tables.items()}
         self._applied_total = 0
-        last_status = last_sweep = 0.0
+        last_status = 0.0
         self._last_gap_check = 0.0
         # Decoded events are short-lived and acyclic: reference counting frees them, and the
         # cycle collector's passes over millions of young objects cost more than decoding.
@@ -148,6 +144,8 @@ class Worker:
         pool = ThreadPoolExecutor(1, thread_name_prefix="cdc-write")
         inflight: Inflight | None = None
         batches = 0
+        # TTL expiry runs on its own thread and connection (sweep.py says why).
+        sweeper.start(cfg.ttl_sweep_interval_seconds)
         self.health.set_ready(True)
         log.info("worker_started", tables=sorted(self._topics_by_table))
         try:
@@ -160,9 +158,6 @@ class Worker:
                 if now - self._last_gap_check >= 10.0:
                     self._check_gaps()
                     self._last_gap_check = now
-                if now - last_sweep >= cfg.ttl_sweep_interval_seconds:
-                    self._sweep(sweeper)
-                    last_sweep = now
                 generation = source.generation
                 t0, w0 = time.perf_counter(), time.time_ns()
                 msgs = source.poll_batch(cfg.batch.max_events, cfg.batch.max_wait_ms / 1000)
@@ -199,6 +194,7 @@ class Worker:
         finally:
             log.info("worker_stopping")
             pool.shutdown(wait=True)
+            sweeper.stop()
             source.close()
             if server is not None:
                 server.shutdown()
@@ -216,17 +212,6 @@ class Worker:
         for table, topic in self._topics_by_table.items():
             mine = [g.describe() for g in found if g.topic == topic]
             self._status.table_gap(table, "; ".join(mine[:3]) or None)
-
-    def _sweep(self, sweeper: Sweeper) -> None:
-        """Housekeeping never blocks the loop: a failed pass is retried at the next interval."""
-        try:
-            sweeper.run()
-        except (Transient, psycopg.Error) as e:
-            M.ERRORS.labels(self.cfg.pipeline, "sweep").inc()
-            log.warning(
-                "sweep_failed", error=str(e).splitlines()[0] if str(e) else type(e).__name__
-            )
-            self._applier.control = None
 
     def _report(self) -> None:
         source, pipeline = self._source, self.cfg.pipeline

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -9,6 +10,7 @@ from cassandra.auth import PlainTextAuthProvider
 from cassandra.cluster import Cluster
 from cassandra.policies import DCAwareRoundRobinPolicy
 
+from cdc_operator.appliers.tls import ca_file
 from cdc_operator.builders.source_check import judge
 from cdc_operator.models import CassandraSpec
 
@@ -24,8 +26,13 @@ def _cluster(spec: CassandraSpec, username: str | None, password: str | None) ->
         hosts.append(host or cp)
         port = int(p) if p.isdigit() else port
     auth = PlainTextAuthProvider(username, password) if username and password else None
+    context = None
+    if spec.tls is not None:
+        context = ssl.create_default_context(cafile=ca_file(spec.tls.ca_bundle))
+        context.check_hostname = spec.tls.verify_hostname
     return Cluster(
         hosts, port=port, protocol_version=5, auth_provider=auth, connect_timeout=5,
+        ssl_context=context,
         load_balancing_policy=DCAwareRoundRobinPolicy(local_dc=spec.local_datacenter),
     )  # fmt: skip
 

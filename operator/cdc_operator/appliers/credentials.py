@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import hashlib
-import tempfile
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import hvac
 import requests
 
+from cdc_operator.appliers.tls import ca_file
 from cdc_operator.models import CdcPipelineSpec, CredentialRef, VaultSpec
 from cdc_operator.security import Policy, policy
 
@@ -48,14 +46,7 @@ def _secret_value(get_secret: GetSecret, name: str, key: str) -> str:
 
 
 def _verify(vault: VaultSpec) -> bool | str:
-    if vault.ca_bundle is None:
-        return True
-    path = Path(tempfile.gettempdir()) / (
-        "cdc-vault-ca-" + hashlib.sha256(vault.ca_bundle.encode()).hexdigest()[:16] + ".pem"
-    )
-    if not path.exists():
-        path.write_text(vault.ca_bundle)
-    return str(path)
+    return True if vault.ca_bundle is None else ca_file(vault.ca_bundle)
 
 
 def _vault_client(
@@ -130,10 +121,15 @@ def resolve(
     token_for: TokenFor | None = None,
     rules: Policy | None = None,
 ) -> dict[str, str]:
-    """Env-style keys for the workers' Secret (POSTGRES_USERNAME, POSTGRES_PASSWORD, …)."""
+    """Env-style keys for the workers' Secret (POSTGRES_USERNAME, POSTGRES_PASSWORD, …).
+
+    `kafka.operatorCredentials` come back as OPERATOR_KAFKA_USERNAME/PASSWORD: the operator's
+    own identity, kept in its memory only (`manifests.worker_secret_values` leaves them out).
+    """
     refs: list[tuple[str, CredentialRef | None]] = [
         ("POSTGRES", spec.postgres.credentials),
         ("KAFKA", spec.kafka.credentials),
+        ("OPERATOR_KAFKA", spec.kafka.operator_credentials),
         ("REDIS", spec.redis.credentials if spec.redis else None),
         ("CASSANDRA", spec.cassandra.credentials),
     ]

@@ -69,6 +69,7 @@ def properties(
         "kafka.producer.bootstrap.servers": spec.kafka.bootstrap_servers,
         "kafka.producer.client.id": f"debezium-{pipeline}-{node}",
         "kafka.producer.security.protocol": spec.kafka.security_protocol,
+        **_kafka_security(spec),
         **spec.debezium.config,
     }
     header = [
@@ -79,6 +80,19 @@ def properties(
     ]  # fmt: skip
     body = [f"{k}={_escape(v)}" for k, v in sorted(props.items())]
     return "\n".join([*header, *body]) + "\n"
+
+
+def _kafka_security(spec: CdcPipelineSpec) -> dict[str, str]:
+    """The producer's TLS trust (inline PEM) and SASL mechanism. Never a password: cdc-agent
+    adds `kafka.producer.sasl.jaas.config` from its own environment at start (docs/agent.md)."""
+    k, out = spec.kafka, {}
+    if k.ca_bundle and "SSL" in k.security_protocol:
+        out["kafka.producer.ssl.truststore.type"] = "PEM"
+        out["kafka.producer.ssl.truststore.certificates"] = k.ca_bundle.strip()
+        out["kafka.producer.ssl.endpoint.identification.algorithm"] = "https"
+    if k.sasl_mechanism and k.security_protocol.startswith("SASL"):
+        out["kafka.producer.sasl.mechanism"] = k.sasl_mechanism
+    return out
 
 
 def _escape(v: str) -> str:

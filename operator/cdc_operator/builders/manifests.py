@@ -24,7 +24,7 @@ from cdc_operator.builders.names import (
     selector,
     worker_name,
 )
-from cdc_operator.builders.worker_config import HTTP_PORT
+from cdc_operator.builders.worker_config import HTTP_PORT, ca_files
 from cdc_operator.models import CdcPipelineSpec
 
 CONFIG_PATH = "/etc/cdc/worker.yaml"
@@ -32,10 +32,32 @@ SECRET_KEYS = (
     "POSTGRES_USERNAME", "POSTGRES_PASSWORD", "KAFKA_USERNAME", "KAFKA_PASSWORD",
     "REDIS_PASSWORD", "CASSANDRA_USERNAME", "CASSANDRA_PASSWORD",
 )  # fmt: skip
+# The operator's own identity (kafka.operatorCredentials): kept in its memory, never written
+# into the workers' Secret nor named in their Pods.
+OPERATOR_KEYS = ("OPERATOR_KAFKA_USERNAME", "OPERATOR_KAFKA_PASSWORD")
+
+
+def worker_secret_values(values: dict[str, str]) -> dict[str, str]:
+    """Only the workers' keys (the operator's own are dropped; anything else is an error)."""
+    unknown = set(values) - set(SECRET_KEYS) - set(OPERATOR_KEYS)
+    if unknown:
+        raise ValueError(f"unexpected credential keys {sorted(unknown)}")
+    return {k: v for k, v in values.items() if k in SECRET_KEYS}
+
+
+def config_items(spec: CdcPipelineSpec) -> list[dict[str, str]]:
+    """The worker ConfigMap's files a worker or scan Pod mounts at /etc/cdc."""
+    files = ["worker.yaml", *sorted(ca_files(spec))]
+    return [{"key": f, "path": f} for f in files]
 
 
 def digest(data: Any) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def config_hash(config: Any, files: dict[str, str]) -> str:
+    """The pod-template annotation: worker.yaml and, when there are any, the CA files."""
+    return digest([config, files]) if files else digest(config)
 
 
 def _meta(name: str, namespace: str, pipeline: str, component: str, owner: dict[str, Any]) -> Any:
@@ -49,11 +71,15 @@ def owner_reference(body: dict[str, Any]) -> dict[str, Any]:
             "uid": meta["uid"], "controller": True, "blockOwnerDeletion": True}  # fmt: skip
 
 
-def worker_configmap(ns: str, pipeline: str, owner: Any, config: Any) -> dict[str, Any]:
+def worker_configmap(
+    ns: str, pipeline: str, owner: Any, config: Any, files: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """worker.yaml and the CA bundles (`worker_config.ca_files`) it points at."""
     return {
         "apiVersion": "v1", "kind": "ConfigMap",
         "metadata": _meta(worker_name(pipeline), ns, pipeline, "worker", owner),
-        "data": {"worker.yaml": yaml.safe_dump(config, sort_keys=False)},
+        "data": {"worker.yaml": yaml.safe_dump(config, sort_keys=False),
+                 **dict(sorted((files or {}).items()))},
     }  # fmt: skip
 
 
@@ -66,9 +92,7 @@ def connector_configmap(ns: str, pipeline: str, owner: Any, files: dict[str, str
 
 
 def credentials_secret(ns: str, pipeline: str, owner: Any, values: dict[str, str]) -> Any:
-    unknown = set(values) - set(SECRET_KEYS)
-    if unknown:
-        raise ValueError(f"unexpected credential keys {sorted(unknown)}")
+    values = worker_secret_values(values)
     return {
         "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
         "metadata": _meta(secret_name(pipeline), ns, pipeline, "credentials", owner),
@@ -105,6 +129,7 @@ def worker_deployment(
     env += [
         {"name": k, "valueFrom": {"secretKeyRef": {"name": secret_name(pipeline), "key": k}}}
         for k in sorted(secret_keys)
+        if k in SECRET_KEYS
     ]
     probe = {"periodSeconds": 10, "timeoutSeconds": 3, "failureThreshold": 3}
     container = {
@@ -151,8 +176,7 @@ def worker_deployment(
                     "terminationGracePeriodSeconds": 60,
                     "containers": [container],
                     "volumes": [{"name": "config",
-                                 "configMap": {"name": name, "items": [
-                                     {"key": "worker.yaml", "path": "worker.yaml"}]}},
+                                 "configMap": {"name": name, "items": config_items(spec)}},
                                 {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
                 },
             },

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from cdc_operator.builders.manifests import CONFIG_PATH, _meta
+from cdc_operator.builders.manifests import CONFIG_PATH, SECRET_KEYS, _meta, config_items
 from cdc_operator.builders.names import labels, secret_name, service_account, worker_name
 from cdc_operator.models import CdcPipelineSpec
 
@@ -63,6 +63,7 @@ def scan_job(
     env += [
         {"name": k, "valueFrom": {"secretKeyRef": {"name": secret_name(pipeline), "key": k}}}
         for k in sorted(secret_keys)
+        if k in SECRET_KEYS
     ]
     res = spec.worker.resources
     resources = {
@@ -109,8 +110,8 @@ def scan_job(
                                         "seccompProfile": {"type": "RuntimeDefault"}},
                     "containers": [container],
                     "volumes": [{"name": "config",
-                                 "configMap": {"name": worker_name(pipeline), "items": [
-                                     {"key": "worker.yaml", "path": "worker.yaml"}]}},
+                                 "configMap": {"name": worker_name(pipeline),
+                                               "items": config_items(spec)}},
                                 {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
                 },
             },

@@ -9,6 +9,22 @@ from cdc_operator.builders.names import group_id, topic
 from cdc_operator.models import CdcPipelineSpec, TableReplicationSpec
 
 HTTP_PORT = 8081  # not 8080: on the local node (host network) the operator Pod uses 8080
+CONFIG_DIR = "/etc/cdc"  # the worker ConfigMap's mount: worker.yaml and the CA files
+
+
+def ca_files(spec: CdcPipelineSpec) -> dict[str, str]:
+    """The pipeline's CA bundles as ConfigMap files (public certificates, never a secret)."""
+    out = {
+        "postgres-ca.pem": spec.postgres.ca_bundle,
+        "kafka-ca.pem": spec.kafka.ca_bundle,
+        "redis-ca.pem": spec.redis.ca_bundle if spec.redis else None,
+        "cassandra-ca.pem": spec.cassandra.tls.ca_bundle if spec.cassandra.tls else None,
+    }
+    return {k: v for k, v in out.items() if v}
+
+
+def _ca(files: dict[str, str], name: str) -> str | None:
+    return f"{CONFIG_DIR}/{name}" if name in files else None
 
 
 @dataclass(frozen=True)
@@ -22,6 +38,7 @@ class Table:
 
 def worker_config(namespace: str, pipeline: str, spec: CdcPipelineSpec, tables: list[Table]) -> Any:
     pg = spec.postgres
+    cas = ca_files(spec)
     doc: dict[str, Any] = {
         "pipeline": f"{namespace}.{pipeline}",
         "kafka": {
@@ -41,8 +58,17 @@ def worker_config(namespace: str, pipeline: str, spec: CdcPipelineSpec, tables: 
     }  # fmt: skip
     if spec.kafka.sasl_mechanism:
         doc["kafka"]["saslMechanism"] = spec.kafka.sasl_mechanism
+    if ca := _ca(cas, "kafka-ca.pem"):
+        doc["kafka"]["sslCaLocation"] = ca
+    if ca := _ca(cas, "postgres-ca.pem"):
+        doc["postgres"]["sslRootCert"] = ca
+    if spec.cassandra.tls is not None:
+        verify = spec.cassandra.tls.verify_hostname
+        doc["cassandra"]["tls"] = {"caFile": _ca(cas, "cassandra-ca.pem"), "verifyHostname": verify}
     if spec.redis is not None:
         doc["redis"] = {"url": spec.redis.url}
+        if ca := _ca(cas, "redis-ca.pem"):
+            doc["redis"]["caFile"] = ca
     for t in sorted(tables, key=lambda t: t.name):
         tr = t.spec
         entry: dict[str, Any] = {

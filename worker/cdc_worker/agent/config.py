@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +40,7 @@ class Settings:
     min_restart_interval: float = 10.0
     stop_timeout: float = 25.0
     log_level: str = "INFO"
+    runtime_dir: Path | None = None  # the 0600 runtime properties (SASL); default: a temp dir
 
 
 def _env(name: str, default: str) -> str:
@@ -66,6 +68,9 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     add("--stall-after", type=float, default=float(_env("STALL_AFTER_SECONDS", "120")))
     add("--backoff-max", type=float, default=float(_env("BACKOFF_MAX_SECONDS", "60")))
     add("--log-level", default=os.environ.get("CDC_LOG_LEVEL", "INFO"))
+    add("--runtime-dir", default=_env("RUNTIME_DIR", ""),
+        help="private directory for the runtime properties with the Kafka login (default: a "
+        "new temporary directory)")  # fmt: skip
     a = ap.parse_args(argv)
     if not a.config:
         ap.error("--config (or CDC_AGENT_CONFIG) is required")
@@ -85,15 +90,26 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         stall_after=a.stall_after,
         backoff_max=a.backoff_max,
         log_level=a.log_level,
+        runtime_dir=Path(a.runtime_dir) if a.runtime_dir else None,
     )  # fmt: skip
 
 
-def kafka_conf(p: dict[str, str]) -> dict[str, str]:
-    """librdkafka settings for reading the table topics the agent's producer writes."""
+def kafka_conf(p: dict[str, str], env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """librdkafka settings for reading the table topics the agent's producer writes: the same
+    TLS trust and, for SASL, the same identity (from the environment, like the agent's)."""
     conf = {"bootstrap.servers": p.get("kafka.producer.bootstrap.servers", "localhost:9092")}
     for key in ("security.protocol", "sasl.mechanism", "ssl.ca.location"):
         if f"kafka.producer.{key}" in p:
             conf[key] = p[f"kafka.producer.{key}"]
+    if p.get("kafka.producer.ssl.truststore.type", "").upper() == "PEM":
+        pem = p.get("kafka.producer.ssl.truststore.certificates")
+        if pem:
+            conf["ssl.ca.pem"] = pem
+    if "sasl.mechanism" in conf:
+        from cdc_worker.agent.credentials import sasl_credentials
+
+        user, password = sasl_credentials(os.environ if env is None else env)
+        conf["sasl.username"], conf["sasl.password"] = user, password
     return conf
 
 

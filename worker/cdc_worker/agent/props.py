@@ -63,8 +63,14 @@ def _unescape(value: str) -> str:
             out.append(ch)
             continue
         nxt = next(chars, "")
-        out.append({"n": "\n", "t": "\t", "r": "\r"}.get(nxt, nxt))
-    return "".join(out)
+        if nxt == "u":
+            code = "".join(next(chars, "") for _ in range(4))
+            hexa = len(code) == 4 and all(c in "0123456789abcdefABCDEF" for c in code)
+            out.append(chr(int(code, 16)) if hexa else "u" + code)
+            continue
+        out.append({"n": "\n", "t": "\t", "r": "\r", "f": "\f"}.get(nxt, nxt))
+    # Surrogate pairs (characters beyond the BMP) written as two \u escapes.
+    return "".join(out).encode("utf-16", "surrogatepass").decode("utf-16")
 
 
 def load(path: Path) -> dict[str, str]:

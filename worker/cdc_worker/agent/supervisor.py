@@ -9,8 +9,11 @@ are read in this thread; the child's log is read by its pump thread and only set
 
 from __future__ import annotations
 
+import os
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import structlog
 
@@ -18,6 +21,7 @@ from cdc_worker.agent import metrics as m
 from cdc_worker.agent import props
 from cdc_worker.agent.child import Child, command
 from cdc_worker.agent.config import Settings
+from cdc_worker.agent.credentials import CredentialsMissing, remove_runtime, runtime_properties
 from cdc_worker.agent.health import CaptureHealth
 from cdc_worker.agent.logscan import Phase, error_kind, phase_after
 from cdc_worker.agent.probe import CassandraProbe
@@ -50,6 +54,7 @@ class Supervisor:
         self.held = ""
         self.restarts = 0
         self.last_tick = time.monotonic()
+        self.runtime_dir = s.runtime_dir or Path(tempfile.mkdtemp(prefix="cdc-agent-"))
 
     # The child's log, from its pump thread.
     def on_line(self, line: str) -> None:
@@ -77,7 +82,15 @@ class Supervisor:
             log.warning("tables_unknown_at_start", error=str(e))
             self.running_tables = None
         digest = self.watch.accept()
-        cmd = command(self.s.java, self.s.java_opts, self.s.jar, self.s.config)
+        try:
+            config = runtime_properties(self.s.config, self.runtime_dir, os.environ)
+        except (CredentialsMissing, OSError) as e:
+            self.failures += 1
+            delay = backoff(self.failures, self.s.backoff_base, self.s.backoff_max)
+            log.error("agent_not_started", hop="kafka", error=str(e), restart_in_s=delay)
+            self.next_start = now + delay
+            return
+        cmd = command(self.s.java, self.s.java_opts, self.s.jar, config)
         self.child = Child(cmd, self.s.workdir, self.on_line)
         self._set_phase(Phase.STARTING)
         pid = self.child.start()
@@ -92,6 +105,7 @@ class Supervisor:
             code = self.child.stop(self.s.stop_timeout)
             log.info("agent_stopped", exit_code=code)
         self.child = None
+        remove_runtime(self.runtime_dir)
         self._set_phase(Phase.STOPPED)
         m.CHILD_RUNNING.set(0)
 

@@ -8,10 +8,8 @@ record: the Job's success or failure decides `InSync`, these are the counts behi
 
 from __future__ import annotations
 
-import redis
-
 from cdc_worker.config import WorkerConfig
-from cdc_worker.connect import redis_password
+from cdc_worker.connect import redis_client
 from cdc_worker.scan.run import ScanResult
 
 TTL_SECONDS = 7 * 86_400
@@ -20,8 +18,7 @@ TTL_SECONDS = 7 * 86_400
 def report(cfg: WorkerConfig, env: dict[str, str], run: str, result: ScanResult) -> None:
     if cfg.redis is None:
         return
-    client = redis.Redis.from_url(cfg.redis.url, password=redis_password(env),
-                                  socket_timeout=5, socket_connect_timeout=5)  # fmt: skip
+    client = redis_client(cfg, env, 5)
     key = f"cdc:{cfg.pipeline}:scan:{result.table}:{run}"
     pipe = client.pipeline()
     for field in ("rowsChecked", "rowsDiffering", "rowsRepaired", "rowsInFlight"):
