@@ -154,9 +154,6 @@ def install_chart(kube: Kube, image: str) -> None:
         f"watchNamespaces[0]={NAMESPACE}",
         "--set",
         "statusIntervalSeconds=3",
-        # The stack's OpenBao is a dev server on http:// (a cluster-admin decision).
-        "--set",
-        "security.allowInsecureVault=true",
     )
 
 
@@ -374,17 +371,15 @@ def main(argv: list[str] | None = None) -> int:
     image = build_image()
     install_chart(kube, image)
 
-    ks, schema, prefix = f"shop_{run_id}", f"demo_{run_id}", f"demo{run_id}"
+    # Names under the stack's Kafka ACL prefixes (docs/local-stack.md, secure profile).
+    ks, schema = f"shop_{run_id}", f"demo_{run_id}"
+    prefix = f"{env['KAFKA_SECURE_TOPIC_PREFIX']}demo{run_id}"
+    dlq = f"{env['KAFKA_SECURE_DLQ_PREFIX']}demo{run_id}"
     cluster, session = cassandra(env)
     create_keyspace(session, ks, args.customers, rng)
-    pg_dsn = env["PG_DSN"]
-    hvac.Client(
-        url=env["VAULT_ADDR"], token=env["VAULT_TOKEN"]
-    ).secrets.kv.v2.create_or_update_secret(
-        path="cdc-demo/postgres",
-        secret={"username": "cdc", "password": "cdc"},
-        mount_point="secret",
-    )
+    pg_dsn = env["PG_DSN"]  # the superuser, only to compare PostgreSQL with Cassandra below
+    store_credentials(env)
+    ensure_agent_identity(env)
     kube("create", "namespace", NAMESPACE, check=False)
     kube(
         "delete",
@@ -412,6 +407,8 @@ def main(argv: list[str] | None = None) -> int:
         "KEYSPACE": ks,
         "PG_SCHEMA": schema,
         "TOPIC_PREFIX": prefix,
+        "DLQ_TOPIC": dlq,
+        "STACK_CA": json.dumps(Path(env["CDC_STACK_CA"]).read_text()),
         "IMAGE": image,
         "PG_PORT": pg_dsn.rsplit(":", 1)[1].split("/")[0],
         "DEBEZIUM_OFFSETS_DIR": str(state / "offsets"),
@@ -419,7 +416,7 @@ def main(argv: list[str] | None = None) -> int:
         "DEBEZIUM_HTTP_PORT": env.get("DEBEZIUM_HTTP_PORT", "58000"),
     }
     manifest = Template((REPO / "examples" / "shop-pipeline.yaml").read_text()).substitute(values)
-    say("applying examples/shop-pipeline.yaml (credentials come from OpenBao)")
+    say("applying examples/shop-pipeline.yaml (credentials come from OpenBao over https)")
     kube("apply", "-f", "-", stdin=manifest)
     wait(
         lambda: kube.cond("cdcp", "shop", "CassandraReady").get("status") == "True",
@@ -499,6 +496,12 @@ def main(argv: list[str] | None = None) -> int:
     args.summary.parent.mkdir(parents=True, exist_ok=True)
     args.summary.write_text(json.dumps(summary, indent=2) + "\n")
     print()
+    print("Hops (secure profile; certificates verified against the stack CA):")
+    for hop, how in HOPS:
+        print(f"  {hop:<34}{how}")
+    summary["hops"] = dict(HOPS)
+    args.summary.write_text(json.dumps(summary, indent=2) + "\n")
+    print()
     print(
         "Cassandra and PostgreSQL are",
         "EQUAL" if equal else "DIFFERENT",
@@ -515,6 +518,55 @@ Look around (eval "$(hack/stack env)" first):
   curl -s localhost:8081/metrics | grep cdc_worker_events_applied     # the worker's metrics
 Stop everything: hack/stack down""")
     return 0 if equal and in_sync and all(v == "True" for v in in_sync.values()) else 1
+
+
+HOPS = [
+    ("operator, worker -> OpenBao", "https, token from a Secret (authenticated, encrypted)"),
+    ("worker -> PostgreSQL", "TLS verify-full, SCRAM as cdc_app (authenticated, encrypted)"),
+    ("agent -> Kafka", "SASL_SSL, SCRAM-SHA-512 as agent (authenticated, encrypted)"),
+    ("worker -> Kafka", "SASL_SSL, SCRAM-SHA-512 as worker (authenticated, encrypted)"),
+    ("operator -> Kafka (topics, lag)", "SASL_SSL, SCRAM-SHA-512 as operator (authenticated, "
+     "encrypted)"),
+    ("worker, operator -> Redis", "TLS, ACL user cdc (authenticated, encrypted)"),
+    ("agent, worker, operator -> Cassandra", "plaintext, no authentication (not yet secured "
+     "in the local stack)"),
+]  # fmt: skip
+
+
+def store_credentials(env: dict[str, str]) -> None:
+    """The pipeline's credentials in OpenBao (over https): one identity per client."""
+    say("storing the pipeline's credentials in OpenBao (PostgreSQL, Kafka worker/operator, Redis)")
+
+    def pw(var: str) -> str:
+        return Path(env[var]).read_text().strip()
+
+    vault = hvac.Client(url=env["VAULT_TLS_ADDR"], token=env["VAULT_TOKEN"],
+                        verify=env["CDC_STACK_CA"])  # fmt: skip
+    for path, secret in {
+        "cdc-demo/postgres": {"username": env["PG_APP_USER"],
+                              "password": pw("PG_APP_PASSWORD_FILE")},
+        "cdc-demo/kafka-worker": {"username": env["KAFKA_WORKER_USER"],
+                                  "password": pw("KAFKA_WORKER_PASSWORD_FILE")},
+        "cdc-demo/kafka-operator": {"username": env["KAFKA_OPERATOR_USER"],
+                                    "password": pw("KAFKA_OPERATOR_PASSWORD_FILE")},
+        "cdc-demo/redis": {"password": pw("REDIS_PASSWORD_FILE")},
+    }.items():  # fmt: skip
+        vault.secrets.kv.v2.create_or_update_secret(path=path, secret=secret, mount_point="secret")
+
+
+def ensure_agent_identity(env: dict[str, str]) -> None:
+    """This node's cdc-agent must hold the agent's Kafka login (hack/stack starts it with it);
+    one started before the secure profile is restarted once."""
+    pid_file = Path(env["DEBEZIUM_STATE_DIR"]) / "debezium.pid"
+    try:
+        pid = pid_file.read_text().split()[0]
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except (OSError, IndexError):
+        environ = []
+    if any(e.startswith(b"KAFKA_PASSWORD_FILE=") for e in environ):
+        return
+    say("restarting this node's cdc-agent with the agent's Kafka login (SASL_SSL)")
+    subprocess.run([str(STACK), "restart", "debezium"], check=True)
 
 
 def verify(kube: Kube) -> dict[str, str]:

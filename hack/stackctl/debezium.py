@@ -165,7 +165,17 @@ class Debezium(Component):
                 "10",
             ],
             cwd=self.state_dir,
+            env=self.agent_env(),
         )
+
+    @staticmethod
+    def agent_env() -> dict[str, str]:
+        """The Kafka identity cdc-agent gives the agent when its properties ask for SASL (the
+        secure profile): the SCRAM user `agent`, its password as a file, never in a property."""
+        from . import tls
+
+        return {"KAFKA_USERNAME": "agent",
+                "KAFKA_PASSWORD_FILE": str(tls.SECRETS_DIR / "kafka-agent.password")}  # fmt: skip
 
     def up(self) -> str:
         try:

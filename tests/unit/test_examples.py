@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from string import Template
 
@@ -35,10 +36,23 @@ def test_local_example_fills_and_validates() -> None:
         "CASSANDRA_CONTACT_POINTS": "127.0.0.1:59042", "PG_PORT": "55432",
         "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:59092", "REDIS_URL": "redis://127.0.0.1:56379/0",
         "VAULT_ADDR": "http://127.0.0.1:58200", "NAMESPACE": "cdc-demo", "KEYSPACE": "shop_1",
-        "PG_SCHEMA": "demo_1", "TOPIC_PREFIX": "demo1", "DEBEZIUM_HTTP_PORT": "58000",
+        "PG_SCHEMA": "demo_1", "TOPIC_PREFIX": "secure.demo1", "DEBEZIUM_HTTP_PORT": "58000",
+        "DLQ_TOPIC": "secure-dlq.demo1", "PG_SECURE_PORT": "55432",
+        "KAFKA_SASL_SSL_BOOTSTRAP": "127.0.0.1:59094",
+        "REDIS_TLS_URL": "rediss://cdc@localhost:56380/0", "VAULT_TLS_ADDR": "https://localhost:58210",
+        "STACK_CA": json.dumps("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"),
     })  # fmt: skip
     spec = _check(list(yaml.safe_load_all(filled)))
     assert spec.cassandra.manage_table_cdc
+    # The demo's profile: every hop but Cassandra authenticated and verified against one CA.
+    assert spec.kafka.security_protocol == "SASL_SSL"
+    assert spec.postgres.ssl_mode == "verify-full"
+    assert spec.redis is not None
+    assert spec.vault is not None
+    cas = {spec.kafka.ca_bundle, spec.postgres.ca_bundle, spec.redis.ca_bundle,
+           spec.vault.ca_bundle}  # fmt: skip
+    assert len(cas) == 1
+    assert None not in cas
 
 
 def test_kind_example_and_agent_file_name_agree() -> None:
