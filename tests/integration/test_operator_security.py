@@ -135,14 +135,19 @@ def test_each_pipeline_reaches_vault_only_as_itself(
     op = Operator(cluster, a, tmp_path, also=(b,)).start()
     try:
 
-        def vault(role: str) -> dict[str, Any]:
+        def vault(role: str, account: str | None = None) -> dict[str, Any]:
+            k8s: dict[str, Any] = {"role": role, "mountPath": k8s_auth}
+            if account:
+                k8s["serviceAccountName"] = account
             return {"address": env["VAULT_ADDR"], "refreshInterval": "2s",
-                    "auth": {"kubernetes": {"role": role, "mountPath": k8s_auth}}}  # fmt: skip
+                    "auth": {"kubernetes": k8s}}  # fmt: skip
 
         cluster.apply([
             pipeline(a, "mine", env, vault(f"{a}-role"), {"vaultPath": f"{a}/postgres"}),
-            # Tenant A names tenant B's path: its own role cannot read it.
-            pipeline(a, "steal", env, vault(f"{a}-role"), {"vaultPath": f"{b}/postgres"}),
+            # Tenant A names tenant B's path, logging in as its own account (the role's): that
+            # role cannot read B's path.
+            pipeline(a, "steal", env, vault(f"{a}-role", "mine-cdc"),
+                     {"vaultPath": f"{b}/postgres"}),
             # Tenant A names tenant B's role: that role is bound to B's account only.
             pipeline(a, "borrow", env, vault(f"{b}-role"), {"vaultPath": f"{b}/postgres"}),
             pipeline(b, "theirs", env, vault(f"{b}-role"), {"vaultPath": f"{b}/postgres"}),
