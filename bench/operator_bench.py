@@ -140,8 +140,10 @@ def main() -> int:
         time.sleep(3)
         prefix = f"ops{uuid.uuid4().hex[:4]}"
         # Each pipeline its own topics: two pipelines sharing a prefix are a Conflict.
-        docs = [d for i in range(count)
-                for d in pipeline(ns2, f"s{i}", env, ks, f"{prefix}-{i}", image, 0, False)]  # fmt: skip
+        docs = [
+            d for i in range(count)
+            for d in pipeline(ns2, f"s{i}", env, ks, f"{prefix}-{i}", image, 0, False)
+        ]  # fmt: skip
         t0 = time.perf_counter()
         for start in range(0, len(docs), 200):
             chunk = docs[start : start + 200]
