@@ -42,3 +42,8 @@ INFLIGHT = Gauge(
     "cdc_operator_passes_in_flight", "Reconcile passes running now (bounded by the pass limit)",
     registry=REGISTRY,
 )  # fmt: skip
+TABLE_IN_SYNC = Gauge(
+    "cdc_operator_table_in_sync",
+    "1 when the table's last verify found PostgreSQL equal to Cassandra, 0 when it differed",
+    ["namespace", "table"], registry=REGISTRY,
+)  # fmt: skip

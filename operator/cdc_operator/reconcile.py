@@ -491,6 +491,9 @@ async def _table_statuses(
             conds = _exact(conds, source, gen)
         view = (scans or {}).get(ref.name)
         insync = [c for c in (view.conditions or []) if c["type"] == "InSync"] if view else []
+        for c in insync:
+            if c["status"] in ("True", "False"):
+                M.TABLE_IN_SYNC.labels(ns, ref.name).set(1 if c["status"] == "True" else 0)
         conds = [c for c in conds if c["type"] != "InSync"] + insync
         topic = names.topic(spec, tr)
         src = f"{tr.source.keyspace}.{tr.source.table}"
