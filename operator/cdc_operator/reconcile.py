@@ -479,9 +479,13 @@ async def _table_statuses(
         tr, gen = ref.spec, ref.generation
         source = sources.get((tr.source.keyspace, tr.source.table))
         conds = list(ref.status.get("conditions") or [])
-        gap = per_table.get(f"{tr.source.keyspace}.{tr.source.table}", {}).get("dataGap")
+        reported = per_table.get(f"{tr.source.keyspace}.{tr.source.table}", {})
+        gap, quarantined = reported.get("dataGap"), reported.get("quarantined")
         if source is not None and source.problem is not None:
             conds = set_condition(conds, "Ready", False, *source.problem, gen)
+        elif quarantined:
+            why = f"the workers cannot serve this table: {quarantined}"
+            conds = set_condition(conds, "Ready", False, "Quarantined", why, gen)
         elif gap:
             why = f"{gap}; run verify with repair, then acknowledge the gap"
             conds = set_condition(conds, "Ready", False, "DataGap", why, gen)

@@ -329,3 +329,31 @@ def test_outages_are_retried_not_dead_lettered_and_redis_is_optional(
     finally:
         w.stop()
         collector.shutdown()
+
+
+def test_a_table_that_cannot_be_served_is_quarantined_alone(
+    env: dict[str, str], pg: psycopg.Connection[Any], tmp_path: Path,
+    source: tuple[str, str],
+) -> None:  # fmt: skip
+    """A table missing in Cassandra (no schema to be had) does not stop the others."""
+    name = f"q{uuid.uuid4().hex[:8]}"
+    good, bad = f"{name}.ks.t", f"{name}.ks.gone"
+    bootstrap = env["KAFKA_BOOTSTRAP_SERVERS"]
+    create_topics(bootstrap, good, bad, f"{name}.dlq", partitions=1)
+    contact, ks = source
+    gone = {"topic": bad, "source": {"keyspace": ks, "table": "gone"}, "target": {"table": "gone"}}
+    cfg = worker_config(env, name, [pt_table(good), gone], cassandra={"contactPoints": [contact]})
+    produce(bootstrap, good, [(b"k", to_event(Write(10, 1, 1, {"a": 1, "b": "x"}, True), False))])
+    w = WorkerProcess(tmp_path, cfg, {"POSTGRES_PASSWORD": "cdc"}).start()
+    try:
+        wait_for(lambda: _offsets(pg, name) == 1, 60, f"the good table; log:\n{w.logs()[-2000:]}")
+        assert _rows(pg, f"SELECT p, c, a, b FROM {name}.t") == [(1, 1, 1, "x")]
+        assert _http(cfg["httpPort"], "/readyz")[0] == 200
+        metrics = _http(cfg["httpPort"], "/metrics")[1]
+        assert f'cdc_worker_table_quarantined{{pipeline="{name}",table="{ks}.gone"}} 1.0' in metrics
+        why = redis.Redis.from_url(env["REDIS_URL"]).hget(f"cdc:{name}:table:{ks}.gone",
+                                                          "quarantined")  # fmt: skip
+        assert why is not None
+        assert b"SchemaUnavailable" in why
+    finally:
+        w.stop()

@@ -53,9 +53,11 @@ class Source:
         self.assigned: set[tuple[str, int]] = set()
         self.generation = 0  # bumps on every revoke/loss: a batch from an older one is abandoned
         self.paused: set[tuple[str, int]] = set()
-        self.consumer.subscribe(
-            topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke
-        )
+        if topics:  # every table quarantined: nothing to consume, the worker idles not ready
+            self.consumer.subscribe(
+                topics, on_assign=self._on_assign, on_revoke=self._on_revoke,
+                on_lost=self._on_revoke,
+            )  # fmt: skip
 
     def _on_assign(self, consumer: Consumer, parts: list[TopicPartition]) -> None:
         keys = [(p.topic, p.partition) for p in parts]

@@ -65,3 +65,16 @@ DATA_GAPS_OPEN = Gauge(
     "cdc_worker_data_gaps_open", "Recorded data gaps not yet acknowledged (after verify/repair)",
     ["pipeline"], registry=REGISTRY,
 )  # fmt: skip
+EXPIRED_ROWS_PENDING = Gauge(
+    "cdc_worker_expired_rows_pending",
+    "Rows whose next TTL expiry has passed but which the sweeper has not re-merged yet",
+    ["pipeline", "table"], registry=REGISTRY,
+)  # fmt: skip
+EXPIRED_ROWS_SWEPT = Counter(
+    "cdc_worker_expired_rows_swept", "Rows the TTL sweeper re-merged after a cell or row expired",
+    ["pipeline", "table"], registry=REGISTRY,
+)  # fmt: skip
+QUARANTINED = Gauge(
+    "cdc_worker_table_quarantined", "1 while the worker cannot serve the table (see its status)",
+    ["pipeline", "table"], registry=REGISTRY,
+)  # fmt: skip

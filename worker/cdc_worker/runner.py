@@ -35,9 +35,9 @@ from cdc_worker.gaps import Gap, GapStore
 from cdc_worker.http import Health, serve
 from cdc_worker.observe import setup_tracing
 from cdc_worker.offsets import OffsetStore
-from cdc_worker.sources import resolve_schema
+from cdc_worker.sources import SchemaUnavailable, resolve_schema
 from cdc_worker.sweep import Sweeper
-from cdc_worker.tables import prepare
+from cdc_worker.tables import IncompatibleTable, prepare
 from cdc_worker.target import DeleteMode, Target
 
 log = structlog.get_logger("cdc_worker")
@@ -67,21 +67,34 @@ class Worker:
         offsets = OffsetStore(cfg.postgres.schema_, cfg.kafka.group_id)
         offsets.ensure(conn)
         tables: dict[str, TableRuntime] = {}
+        self._quarantined: dict[str, str] = {}
         for tc in cfg.tables:
-            schema = resolve_schema(tc, cfg.cassandra)
-            cols = tc.columns
-            target = Target(
-                schema,
-                tc.target.schema_ or cfg.postgres.schema_,
-                tc.target.table or tc.source.table,
-                DeleteMode(tc.delete_mode),
-                frozenset(cols.include) if cols.include is not None else None,
-                frozenset(cols.exclude),
-                tuple(cols.rename.items()),
-            )
-            tables[tc.topic] = TableRuntime(
-                tc, target, prepare(conn, target, create=tc.create_table)
-            )
+            # A table that cannot be served (missing in Cassandra, no schema, an incompatible
+            # PostgreSQL table) is quarantined: reported, its topic not consumed, and the
+            # other tables replicate. A restart (any config change rolls the workers) retries.
+            name = f"{tc.source.keyspace}.{tc.source.table}"
+            try:
+                schema = resolve_schema(tc, cfg.cassandra)
+                cols = tc.columns
+                target = Target(
+                    schema,
+                    tc.target.schema_ or cfg.postgres.schema_,
+                    tc.target.table or tc.source.table,
+                    DeleteMode(tc.delete_mode),
+                    frozenset(cols.include) if cols.include is not None else None,
+                    frozenset(cols.exclude),
+                    tuple(cols.rename.items()),
+                )
+                writer = prepare(conn, target, create=tc.create_table)
+            except (SchemaUnavailable, IncompatibleTable, psycopg.errors.DataError,
+                    psycopg.errors.SyntaxErrorOrAccessRuleViolation) as e:  # fmt: skip
+                conn.rollback()
+                why = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+                self._quarantined[name] = why
+                M.QUARANTINED.labels(cfg.pipeline, name).set(1)
+                log.error("table_quarantined", table=name, reason=why)
+                continue
+            tables[tc.topic] = TableRuntime(tc, target, writer)
         conn.close()
         ksettings = kafka_settings(cfg, self.env)
         producer = Producer({**ksettings, "enable.idempotence": True, "linger.ms": 5})
@@ -111,6 +124,9 @@ class Worker:
         if cfg.redis is not None:
             client = redis_client(cfg, self.env, 0.5)
         status = Status(client, cfg.pipeline, self.worker_id)
+        for tc in cfg.tables:
+            name = f"{tc.source.keyspace}.{tc.source.table}"
+            status.table_quarantine(name, self._quarantined.get(name))
         sweeper = Sweeper(tables, self._connect, cfg.tombstone_grace_seconds, cfg.pipeline)
         return applier, source, sweeper, status
 
@@ -146,7 +162,11 @@ class Worker:
         batches = 0
         # TTL expiry runs on its own thread and connection (sweep.py says why).
         sweeper.start(cfg.ttl_sweep_interval_seconds)
-        self.health.set_ready(True)
+        if self._quarantined and not applier.tables:
+            self.health.set_ready(False, "no table can be served: " + "; ".join(
+                f"{t} ({why})" for t, why in sorted(self._quarantined.items())))  # fmt: skip
+        else:
+            self.health.set_ready(True)
         log.info("worker_started", tables=sorted(self._topics_by_table))
         try:
             while not self.stopping:

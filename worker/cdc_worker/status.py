@@ -69,6 +69,20 @@ class Status:
         except redis.RedisError as e:
             self._failed(e)
 
+    def table_quarantine(self, table: str, why: str | None) -> None:
+        """`quarantined` on the table's hash while this worker cannot serve it."""
+        if self.client is None:
+            return
+        key = pipeline_key(self.pipeline, "table", table)
+        try:
+            if why is None:
+                self.client.hdel(key, "quarantined")
+                return
+            self.client.hset(key, "quarantined", why)
+            self.client.expire(key, TABLE_TTL)
+        except redis.RedisError as e:
+            self._failed(e)
+
     def table_gap(self, table: str, gap: str | None) -> None:
         """`dataGap` on the table's hash while an unacknowledged gap exists."""
         if self.client is None:

@@ -39,8 +39,11 @@ def read_progress(
         h = {(k.decode() if isinstance(k, bytes) else k): v
              for k, v in c.hgetall(f"cdc:{pipeline}:table:{t}").items()}  # fmt: skip
         if h:
-            per_table[t] = {k: (_text(v) if k == "dataGap" else float(v)) for k, v in h.items()}
+            per_table[t] = {k: (_text(v) if k in TEXT_FIELDS else float(v)) for k, v in h.items()}
     return {"workers": workers, "lagEvents": lag, "tables": per_table}
+
+
+TEXT_FIELDS = ("dataGap", "quarantined")
 
 
 def _text(v: bytes | str) -> str:
