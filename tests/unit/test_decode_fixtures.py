@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from cdc_worker.coalesce import coalesce
-from cdc_worker.decode import Change, DecodeError, Kind, UnknownColumns, decode
+from cdc_worker.decode import SNAPSHOT_TS, Change, DecodeError, Kind, UnknownColumns, decode
 from cdc_worker.schema import TableSchema, schema_from_spec
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "debezium"
@@ -72,7 +72,11 @@ def test_every_captured_message_decodes_or_is_explained(name: str) -> None:
         return
     ch = decode(schema, raw)
     assert isinstance(ch, Change)
-    assert ch.ts == payload["source"]["ts_us"]
+    if payload["source"]["snapshot"] == "true":
+        assert ch.ts == SNAPSHOT_TS  # the read's time is no write time
+        assert ch.snapshot
+    else:
+        assert ch.ts == payload["source"]["ts_us"]
     expected = {
         "i": {Kind.WRITE}, "u": {Kind.WRITE}, "r": {Kind.RANGE_DELETE},
         "d": {Kind.ROW_DELETE, Kind.PARTITION_DELETE},
@@ -153,3 +157,24 @@ def test_bad_input_raises_decode_error_with_reason(raw: bytes | None, why: str) 
     s = schema_for("evolve", "ks")
     with pytest.raises(DecodeError, match=why):
         decode(s, raw)
+
+
+def test_snapshot_rows_yield_to_streamed_writes_and_assume_no_row_marker() -> None:
+    """docs/worker.md, "Snapshot rows": the cases of issue #13 item 7, through coalesce."""
+    schema, raw, payload = load("snapshot_read")
+    snap = decode(schema, raw)
+    key = snap.key
+    assert snap.cells
+    assert not snap.row_marker
+    # A streamed write whose client timestamp lags the snapshot's clock still wins.
+    lagging = Change(Kind.WRITE, payload["source"]["ts_us"] - 5_000_000, key,
+                     {"v": ("streamed", None)}, False, None)  # fmt: skip
+    for order in ([snap, lagging], [lagging, snap]):
+        row = coalesce(schema, order).rows[key]
+        assert row.cells["v"][1] == "streamed"
+    # A row created by UPDATE (no marker), snapshotted, then its only cell deleted: gone, as
+    # in Cassandra (no live cell, no marker).
+    cleared = Change(Kind.WRITE, 10, key, {"v": (None, None)}, False, None)
+    row = coalesce(schema, [snap, cleared]).rows[key]
+    assert row.marker_ts is None
+    assert all(c[1] is None for c in row.cells.values())

@@ -28,6 +28,10 @@ class DecodeError(ValueError):
     """The event cannot be applied: malformed, missing key, or an unconvertible value."""
 
 
+# The write time given to snapshot cells: below every real write time (µs since the epoch).
+SNAPSHOT_TS = 0
+
+
 class UnknownColumns(Exception):
     def __init__(self, columns: dict[str, Any]) -> None:
         super().__init__(f"event carries columns not in the schema: {sorted(columns)}")
@@ -156,7 +160,16 @@ def _decode(schema: TableSchema, raw: bytes | None) -> Change:
             if exp is not None and (expiry is None or exp > expiry):
                 expiry = exp
     snapshot = str(source.get("snapshot", "false")).lower() not in ("false", "")
-    return Change(Kind.WRITE, ts, tuple(key), cells, op == "i", expiry, snapshot=snapshot)
+    if snapshot:
+        # A snapshot read carries the read's time, not the cells' write times (docs/worker.md,
+        # "Snapshot rows"): every value it holds was either written before CDC began (older
+        # than anything streamed) or was also streamed with its real time. So it yields to
+        # any streamed write (SNAPSHOT_TS), its nulls are no deletions, and it asserts a row
+        # marker only when it has nothing else to show the row exists by.
+        cells = {n: c for n, c in cells.items() if c[0] is not None}
+        return Change(Kind.WRITE, SNAPSHOT_TS, tuple(key), cells, not cells, expiry,
+                      snapshot=True)  # fmt: skip
+    return Change(Kind.WRITE, ts, tuple(key), cells, op == "i", expiry)
 
 
 def _conv(conv: Callable[[Any], str], value: Any, name: str) -> str:
