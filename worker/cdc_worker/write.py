@@ -156,6 +156,7 @@ class TableWriter:
         )
         self.merge = self._merge_sql()
         self.ties = self._ties_sql()
+        self.sweep_sql = self._sweep_sql()
 
     def _merge_sql(self) -> str:
         t, keys, vals = self.t, self.keys, self.vals
@@ -479,20 +480,63 @@ class TableWriter:
         cur.execute(f"TRUNCATE {self.rowdel}")
 
     # -- housekeeping ---------------------------------------------------------------------------
-    def sweep(self, cur: psycopg.Cursor[tuple[object, ...]], now_us: int, limit: int) -> int:
-        """Re-merge rows with expired cells so they read as Cassandra would; returns rows."""
-        klist = ", ".join(qi(c.target) for c in self.keys)
-        cur.execute("SELECT pg_advisory_xact_lock(%s)", (self.t.lock_key,))
-        cur.execute(
-            f"INSERT INTO {self.stage} ({klist}) SELECT {klist} FROM {self.t.fq} "
-            f"WHERE _cdc_next_exp <= %s LIMIT %s",
-            (now_us, limit),
+    def _sweep_sql(self) -> str:
+        """One chunk of due rows: rows left with nothing live leave set-based in one statement
+        (hard mode: moved to `_cdc_dead_*` with their metadata, as the merge would); the
+        others (a live cell or marker remains, or soft mode) are staged for the merge."""
+        t, K = self.t, [qi(c.target) for c in self.keys]
+        klist = ", ".join(K)
+        live = [
+            f"({qi(c.target)} IS NOT NULL AND (_cdc_exp[{self.attnums[c.target]}] IS NULL "
+            f"OR _cdc_exp[{self.attnums[c.target]}] > %(now)s))"
+            for c in self.vals
+        ]
+        live.append("(_cdc_marker_ts IS NOT NULL AND (_cdc_marker_exp IS NULL OR "
+                    "_cdc_marker_exp > %(now)s))")  # fmt: skip
+        gone = "false" if t.delete_mode is DeleteMode.SOFT else f"NOT ({' OR '.join(live)})"
+        meta = ["_cdc_ts", "_cdc_exp", "_cdc_marker_ts", "_cdc_marker_exp", "_cdc_del_ts"]
+        sql = (
+            f"WITH due AS (SELECT ctid AS _cdcctid, {klist}, {gone} AS _cdcgone FROM {t.fq} "
+            "WHERE _cdc_next_exp <= %(now)s ORDER BY _cdc_next_exp LIMIT %(limit)s), "
+            f"st AS (INSERT INTO {self.stage} ({klist}) SELECT {klist} FROM due "
+            "WHERE NOT _cdcgone RETURNING 1)"
         )
-        if not cur.rowcount:
-            return 0
-        cur.execute(self.apply_ptomb)
-        cur.execute(self.merge, {"now": now_us})
-        return max(cur.rowcount, 0)
+        if t.delete_mode is DeleteMode.HARD:
+            dcols = [*K, *meta, "_cdc_dead_at"]
+            dsets = ", ".join(f"{c} = EXCLUDED.{c}" for c in dcols[len(K) :])
+            sql += (
+                # By ctid (a TID scan: the rows just found), never a join that could scan the table.
+                f", gone AS (DELETE FROM {t.fq} m WHERE m.ctid = ANY(ARRAY(SELECT _cdcctid "
+                "FROM due WHERE _cdcgone)) "
+                f"RETURNING {', '.join(f'm.{c}' for c in [*K, *meta])}), "
+                f"di AS (INSERT INTO {t.dead} ({', '.join(dcols)}) SELECT "
+                f"{', '.join([*K, *meta])}, now() FROM gone "
+                f"ON CONFLICT ({klist}) DO UPDATE SET {dsets} RETURNING 1)"
+                " SELECT (SELECT count(*) FROM due), (SELECT count(*) FROM st), "
+                "(SELECT count(*) FROM di)"
+            )
+        else:
+            sql += " SELECT (SELECT count(*) FROM due), (SELECT count(*) FROM st), 0"
+        return sql
+
+    def sweep(self, cur: psycopg.Cursor[tuple[object, ...]], now_us: int, limit: int) -> int:
+        """Re-merge up to `limit` rows whose next expiry has passed, oldest first (one chunk of
+        the sweeper, sweep.py); returns the rows swept."""
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (self.t.lock_key,))
+        cur.execute(self.sweep_sql, {"now": now_us, "limit": limit})
+        res = cur.fetchone()
+        assert res is not None
+        due, staged = int(str(res[0])), int(str(res[1]))
+        if staged:
+            cur.execute(self.apply_ptomb)
+            cur.execute(self.merge, {"now": now_us})
+        return due
+
+    def pending(self, cur: psycopg.Cursor[tuple[object, ...]], now_us: int) -> int:
+        """Rows whose next expiry has passed and that the sweeper has not re-merged yet."""
+        cur.execute(f"SELECT count(*) FROM {self.t.fq} WHERE _cdc_next_exp <= %s", (now_us,))
+        row = cur.fetchone()
+        return int(str(row[0])) if row is not None else 0
 
     def purge(self, cur: psycopg.Cursor[tuple[object, ...]], grace_seconds: int) -> None:
         """Drop tombstones older than the grace period."""
