@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 
 import kopf
 from prometheus_client import start_http_server
 
 from cdc_operator import handlers as _handlers  # noqa: F401 - registers the handlers
+from cdc_operator import logs
 from cdc_operator.metrics import REGISTRY
 
 
 def run(namespaces: list[str], log_level: str = "INFO") -> int:
-    logging.basicConfig(
-        level=log_level,
-        format='{"time":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s",'
-        '"message":%(message)r}',
-    )
+    logs.install(log_level)
     liveness = os.environ.get("CDC_OPERATOR_LIVENESS", "http://0.0.0.0:8080/healthz")
     metrics_port = int(os.environ.get("CDC_OPERATOR_METRICS_PORT", "9090"))
     if metrics_port:

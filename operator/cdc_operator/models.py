@@ -238,6 +238,10 @@ class WorkerSpec(Model):
     replicas: int = Field(default=1, ge=0, le=100)
     resources: Resources = Field(default_factory=Resources)
     batch: BatchSpec = Field(default_factory=BatchSpec)
+    redact_columns: list[str] = Field(
+        default_factory=list, max_length=1000,
+        description="columns holding personal data: their values are masked in every log line",
+    )  # fmt: skip
 
 
 class CdcPipelineSpec(Model):

@@ -39,6 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check-config":
         print(f"ok: pipeline {cfg.pipeline}, {len(cfg.tables)} table(s)")
         return 0
+    if cfg.redact_columns:
+        setup_logging(args.log_level if args.command in ("run", *SCANS) else "WARNING",
+                      cfg.redact_columns)  # fmt: skip
     if args.command in SCANS:
         return _scan(cfg, args)
     from cdc_worker.runner import Worker, install_signals

@@ -150,6 +150,8 @@ class WorkerConfig(_Model):
     ttl_sweep_interval_seconds: float = Field(default=5.0, gt=0)
     http_port: int = Field(default=8080, ge=0, le=65535)
     otlp_endpoint: str | None = None
+    # Columns whose values are personal data: masked in every log line (redact.py).
+    redact_columns: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _unique_topics(self) -> WorkerConfig:

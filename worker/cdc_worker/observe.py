@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Iterable
 
 import structlog
 from opentelemetry import trace
@@ -11,21 +12,29 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
+from cdc_worker.redact import RedactingFilter, Redactor, from_environment
 
-def setup_logging(level: str = "INFO") -> None:
-    logging.basicConfig(stream=sys.stderr, level=level, format="%(message)s")
+
+def setup_logging(level: str = "INFO", redact_columns: Iterable[str] = ()) -> Redactor:
+    """JSON logs with credentials, URL/DSN passwords and `redact_columns` masked (redact.py)."""
+    redactor = from_environment(redact_columns)
+    logging.basicConfig(stream=sys.stderr, level=level, format="%(message)s", force=True)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RedactingFilter(redactor))
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
+            redactor,
             structlog.processors.JSONRenderer(),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-        cache_logger_on_first_use=True,
+        cache_logger_on_first_use=False,
     )
+    return redactor
 
 
 def setup_tracing(service: str, pipeline: str, otlp_endpoint: str | None) -> trace.Tracer:

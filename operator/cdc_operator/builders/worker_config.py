@@ -56,6 +56,8 @@ def worker_config(namespace: str, pipeline: str, spec: CdcPipelineSpec, tables: 
                   "maxWaitMs": spec.worker.batch.max_wait_ms},
         "httpPort": HTTP_PORT,
     }  # fmt: skip
+    if spec.worker.redact_columns:
+        doc["redactColumns"] = list(spec.worker.redact_columns)
     if spec.kafka.sasl_mechanism:
         doc["kafka"]["saslMechanism"] = spec.kafka.sasl_mechanism
     if ca := _ca(cas, "kafka-ca.pem"):
