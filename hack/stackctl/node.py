@@ -1,8 +1,8 @@
 """`hack/stack up node`: a local Kubernetes node whose agent runs Pods from the local image store.
 
-The agent (hack/stackctl/nodeagent.py) is one PID-managed process. It registers the Node
-`local-node` and runs each bound Pod's containers with `buildah run --isolation chroot` from
-images built by `make image` (hack/image/). It authenticates as the node (a client certificate
+The agent (hack/stackctl/nodeagent/, small modules) is one PID-managed process. It registers
+the Node `local-node` and runs each bound Pod's containers with `buildah run --isolation chroot`
+from images built by `make image` (hack/image/). It authenticates as the node (a client certificate
 for system:node:local-node in the group system:nodes, signed by the stack's cluster CA), so the
 Node authorizer limits it to the Secrets, ConfigMaps and tokens of its own Pods, as a kubelet.
 
@@ -27,6 +27,9 @@ from .nodeagent import cleanup_orphans
 
 NODE_NAME = "local-node"
 KUBELET_PORT = 50250 + PORT_OFFSET
+# Each Pod gets its own loopback address from this range (nodeagent/podnet.py); a stack with a
+# port offset gets another range, so two stacks on one machine do not hand out the same IPs.
+POD_CIDR = os.environ.get("CDC_STACK_POD_CIDR", f"127.{10 + PORT_OFFSET % 240}.0.0/16")
 
 
 class Node(Component):
@@ -84,6 +87,7 @@ class Node(Component):
                 f"--serving-cert={pki / f'node-{NODE_NAME}-serving.crt'}",
                 f"--serving-key={pki / f'node-{NODE_NAME}-serving.key'}",
                 f"--kubelet-version={pins().k8s}",
+                f"--pod-cidr={POD_CIDR}",
             ],
             cwd=REPO / "hack",
         )
@@ -121,7 +125,7 @@ class Node(Component):
         return stopped or bool(left)
 
     def env(self) -> dict[str, str]:
-        return {"CDC_LOCAL_NODE": NODE_NAME}
+        return {"CDC_LOCAL_NODE": NODE_NAME, "CDC_LOCAL_NODE_POD_CIDR": POD_CIDR}
 
 
 def _buildah_works() -> bool:

@@ -1,9 +1,10 @@
 """The local node (`hack/stack up node`) runs Pods from the project's image, for real.
 
 The image is built by `make image` (buildah, chroot isolation, local Debian base); the agent runs
-each container with `buildah run --isolation chroot` on the host network, so what a Deployment
-starts answers on loopback. Nothing here is faked: the worker connects to the stack's Kafka,
-PostgreSQL and Redis with a password from a Secret, and its readiness comes from /readyz.
+each container with `buildah run --isolation chroot` on the host network, each Pod with its own
+loopback address (`status.podIP`), so what a Deployment starts answers on its Pod's IP. Nothing
+here is faked: the worker connects to the stack's Kafka, PostgreSQL and Redis with a password
+from a Secret, and its readiness comes from /readyz.
 """
 
 from __future__ import annotations
@@ -88,9 +89,9 @@ def get(kubectl: Kubectl, ns: str, *what: str) -> Any:
     return json.loads(kubectl("get", "-n", ns, *what, "-o", "json").stdout)
 
 
-def http(port: int, path: str) -> int:
+def http(port: int, path: str, host: str = "127.0.0.1") -> int:
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as r:
+        with urllib.request.urlopen(f"http://{host}:{port}{path}", timeout=2) as r:
             return int(r.status)
     except urllib.error.HTTPError as e:
         return e.code
@@ -165,7 +166,9 @@ def test_worker_deployment_runs_from_the_image_and_stops_when_deleted(
                           "command": ["cdc-worker", "run", "--config", "/etc/cdc/worker.yaml"],
                           "env": [{"name": "POSTGRES_PASSWORD",
                                    "valueFrom": {"secretKeyRef": {"name": "pg",
-                                                                  "key": "password"}}}],
+                                                                  "key": "password"}}},
+                                  {"name": "CDC_WORKER_HTTP_HOST",
+                                   "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}],
                           "ports": [{"name": "http", "containerPort": port}],
                           "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"},
                                              "periodSeconds": 2},
@@ -176,14 +179,17 @@ def test_worker_deployment_runs_from_the_image_and_stops_when_deleted(
     )  # fmt: skip
     kubectl("wait", "-n", ns, f"deployment/{name}", "--for=condition=Available", "--timeout=120s")
 
-    # The process really runs, from the image, and answers on loopback.
-    assert http(port, "/readyz") == 200
-    assert http(port, "/healthz") == 200
+    # The process really runs, from the image, and answers on its Pod's own loopback address.
     pod = get(kubectl, ns, "pods", "-l", f"app={name}")["items"][0]
-    pod_name = pod["metadata"]["name"]
+    pod_name, ip = pod["metadata"]["name"], pod["status"]["podIP"]
+    assert ip.startswith("127."), ip
+    assert ip != "127.0.0.1"
+    assert pod["status"]["podIPs"] == [{"ip": ip}]
+    assert http(port, "/readyz", ip) == 200
+    assert http(port, "/healthz", ip) == 200
+    assert http(port, "/healthz") == 0  # bound to the Pod IP (CDC_WORKER_HTTP_HOST), not 0.0.0.0
     assert pod["status"]["phase"] == "Running"
     assert pod["status"]["containerStatuses"][0]["ready"] is True
-    assert pod["status"]["podIP"] == "127.0.0.1"
     pids = pod_processes(pod_name, "cdc-worker run")
     assert len(pids) == 1, pids
     root = Path(f"/proc/{pids[0]}/root")
@@ -213,7 +219,7 @@ def test_worker_deployment_runs_from_the_image_and_stops_when_deleted(
         "the ReplicaSet and Pod garbage-collected",
     )
     wait_for(lambda: not Path(f"/proc/{pids[0]}").exists(), 30, "the worker process gone")
-    assert http(port, "/healthz") == 0
+    assert http(port, "/healthz", ip) == 0
 
 
 def test_pod_runs_under_its_own_service_account(
@@ -304,3 +310,144 @@ def test_missing_image_is_visibly_not_ready_and_crashes_restart(
     assert cs["lastState"]["terminated"]["exitCode"] == 3
     assert cs["ready"] is False
     kubectl("delete", "-n", ns, "pod", "noimage", "crasher", "--wait=true", "--timeout=60s")
+
+
+# A server that says which Pod it is, bound to argv[1]:argv[2] (the Pod IP via $(POD_IP)).
+WHOAMI = (
+    "import http.server, os, sys\n"
+    "class H(http.server.BaseHTTPRequestHandler):\n"
+    "    def do_GET(self):\n"
+    "        b = os.environ['HOSTNAME'].encode()\n"
+    "        self.send_response(200)\n"
+    "        self.send_header('Content-Length', str(len(b)))\n"
+    "        self.end_headers()\n"
+    "        self.wfile.write(b)\n"
+    "    def log_message(self, *a):\n"
+    "        pass\n"
+    "http.server.HTTPServer((sys.argv[1], int(sys.argv[2])), H).serve_forever()\n"
+)
+POD_IP_ENV = {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}
+
+
+def whoami(host: str, port: int) -> str:
+    try:
+        with urllib.request.urlopen(f"http://{host}:{port}/", timeout=2) as r:
+            return r.read().decode()
+    except OSError:
+        return ""
+
+
+def deployment(name: str, image: str, replicas: int, port: int, bind: str) -> dict[str, Any]:
+    labels = {"app": name}
+    probe = {"httpGet": {"path": "/", "port": "http"}, "periodSeconds": 1}
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
+                 "strategy": {"type": "RollingUpdate",
+                              "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+                 "template": {"metadata": {"labels": labels}, "spec": {
+                     "terminationGracePeriodSeconds": 2,
+                     "containers": [{
+                         "name": "web", "image": image, "imagePullPolicy": "Never",
+                         "command": ["python3", "-c", WHOAMI, bind, str(port)],
+                         "env": [POD_IP_ENV],
+                         "ports": [{"name": "http", "containerPort": port}],
+                         "readinessProbe": probe,
+                         "livenessProbe": {"tcpSocket": {"port": port}, "periodSeconds": 2,
+                                           "initialDelaySeconds": 3}}]}}},
+    }  # fmt: skip
+
+
+def test_replicas_get_their_own_pod_ip_and_share_a_port(
+    kubectl: Kubectl, ns: str, image: str
+) -> None:
+    """3 replicas serve the same port, each on its own Pod IP, and their probes reach them."""
+    name = f"rep{uuid.uuid4().hex[:6]}"
+    port = free_port()
+    apply(kubectl, ns, deployment(name, image, 3, port, "$(POD_IP)"))
+    kubectl("wait", "-n", ns, f"deployment/{name}", "--for=condition=Available", "--timeout=90s")
+    wait_for(
+        lambda: get(kubectl, ns, "deployment", name)["status"].get("readyReplicas") == 3,
+        60,
+        "3 ready replicas",
+    )
+    pods = get(kubectl, ns, "pods", "-l", f"app={name}")["items"]
+    assert len(pods) == 3
+    ips = {p["status"]["podIP"] for p in pods}
+    assert len(ips) == 3, ips
+    for p in pods:
+        st = p["status"]
+        assert st["phase"] == "Running"
+        assert st["podIPs"] == [{"ip": st["podIP"]}]
+        assert st["podIP"].startswith("127.")
+        assert st["podIP"] != "127.0.0.1"
+        assert st["hostIP"] == "127.0.0.1"
+        cs = st["containerStatuses"][0]
+        assert cs["ready"] is True, cs
+        assert cs["restartCount"] == 0, cs
+        # Each Pod answers on its own address, as itself.
+        assert whoami(st["podIP"], port) == p["metadata"]["name"]
+    assert whoami("127.0.0.1", port) == ""  # nothing bound the wildcard address
+    time.sleep(4)  # liveness (tcpSocket) probes ran a few times: nothing restarted
+    pods = get(kubectl, ns, "pods", "-l", f"app={name}")["items"]
+    assert [p["status"]["containerStatuses"][0]["restartCount"] for p in pods] == [0, 0, 0]
+    kubectl("delete", "-n", ns, f"deployment/{name}", "--wait=true")
+    wait_for(
+        lambda: not get(kubectl, ns, "pods", "-l", f"app={name}")["items"], 60, "the Pods gone"
+    )
+    assert all(whoami(ip, port) == "" for ip in ips)
+
+
+def test_max_unavailable_0_keeps_the_old_pod_while_the_new_one_cannot_serve(
+    kubectl: Kubectl, ns: str, image: str
+) -> None:
+    """Issue 15 §4: the rollout to a Pod that never becomes ready must keep the old Pod.
+
+    The old Pod binds 0.0.0.0 (as the worker did); the new one, same port, cannot bind it and
+    crash-loops. Its readiness probe used to go to 127.0.0.1:<port>, where the OLD Pod answered,
+    so the new Pod looked Ready and the Deployment controller deleted the old one. Now the probe
+    goes to the new Pod's own IP, and a listener of another Pod there does not count.
+    """
+    name = f"roll{uuid.uuid4().hex[:6]}"
+    port = free_port()
+    apply(kubectl, ns, deployment(name, image, 1, port, "0.0.0.0"))  # noqa: S104
+    kubectl("wait", "-n", ns, f"deployment/{name}", "--for=condition=Available", "--timeout=90s")
+    old = get(kubectl, ns, "pods", "-l", f"app={name}")["items"][0]
+    old_name = old["metadata"]["name"]
+    assert whoami(old["status"]["podIP"], port) == old_name
+
+    # A new template (one env var more): the new Pod collides with the old one on the port.
+    new = deployment(name, image, 1, port, "0.0.0.0")  # noqa: S104
+    new["spec"]["template"]["spec"]["containers"][0]["env"].append({"name": "V", "value": "2"})
+    apply(kubectl, ns, new)
+
+    def new_pods() -> list[dict[str, Any]]:
+        items = get(kubectl, ns, "pods", "-l", f"app={name}")["items"]
+        return [p for p in items if p["metadata"]["name"] != old_name]
+
+    wait_for(
+        lambda: any(
+            (p["status"].get("containerStatuses") or [{}])[0].get("restartCount", 0) >= 2
+            for p in new_pods()
+        ),
+        90,
+        "the new Pod crash-looping",
+    )
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:  # several probe periods and restarts of the new Pod
+        pods = {
+            p["metadata"]["name"]: p for p in get(kubectl, ns, "pods", "-l", f"app={name}")["items"]
+        }
+        assert old_name in pods, "the old Pod was removed during the rollout"
+        st = pods[old_name]["status"]
+        assert not pods[old_name]["metadata"].get("deletionTimestamp")
+        assert st["phase"] == "Running", st
+        assert st["containerStatuses"][0]["ready"] is True, st
+        for p in new_pods():
+            assert (p["status"].get("containerStatuses") or [{}])[0].get("ready") is not True
+        time.sleep(1)
+    assert whoami(old["status"]["podIP"], port) == old_name
+    dep = get(kubectl, ns, "deployment", name)["status"]
+    assert dep.get("availableReplicas") == 1, dep
+    assert dep.get("updatedReplicas") == 1, dep
+    kubectl("delete", "-n", ns, f"deployment/{name}", "--wait=true")

@@ -1,10 +1,13 @@
 """`/metrics`, `/healthz` (the process loop is alive) and `/readyz` (it can write).
 
-A tiny threaded HTTP server, so probes answer even while a batch is being written.
+A tiny threaded HTTP server, so probes answer even while a batch is being written. It binds
+`CDC_WORKER_HTTP_HOST` (the operator sets it to the Pod IP from the downward API, so replicas
+that share a network namespace, as on the local node, do not collide), else 0.0.0.0.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -59,6 +62,7 @@ def serve(port: int, health: Health) -> ThreadingHTTPServer:
         def log_message(self, format: str, *args: object) -> None:
             return
 
-    server = ThreadingHTTPServer(("0.0.0.0", port), Handler)  # noqa: S104 - probes reach the Pod IP
+    host = os.environ.get("CDC_WORKER_HTTP_HOST") or "0.0.0.0"  # noqa: S104 - probes reach the Pod IP
+    server = ThreadingHTTPServer((host, port), Handler)
     threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
     return server

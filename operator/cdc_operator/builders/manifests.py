@@ -109,6 +109,13 @@ def service_account(ns: str, pipeline: str, owner: Any) -> dict[str, Any]:
     }  # fmt: skip
 
 
+# The worker binds its HTTP port on the Pod IP: replicas that share a network namespace (the
+# local node's Pods, see docs/local-node.md) do not collide, and a probe reaches its own Pod.
+def http_host_env() -> dict[str, Any]:
+    return {"name": "CDC_WORKER_HTTP_HOST",
+            "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}  # fmt: skip
+
+
 def worker_deployment(
     ns: str,
     pipeline: str,
@@ -131,6 +138,7 @@ def worker_deployment(
         for k in sorted(secret_keys)
         if k in SECRET_KEYS
     ]
+    env.append(http_host_env())
     probe = {"periodSeconds": 10, "timeoutSeconds": 3, "failureThreshold": 3}
     container = {
         "name": "worker",

@@ -17,7 +17,13 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from cdc_operator.builders.manifests import CONFIG_PATH, SECRET_KEYS, _meta, config_items
+from cdc_operator.builders.manifests import (
+    CONFIG_PATH,
+    SECRET_KEYS,
+    _meta,
+    config_items,
+    http_host_env,
+)
 from cdc_operator.builders.names import labels, secret_name, service_account, worker_name
 from cdc_operator.models import CdcPipelineSpec
 
@@ -65,6 +71,7 @@ def scan_job(
         for k in sorted(secret_keys)
         if k in SECRET_KEYS
     ]
+    env.append(http_host_env())
     res = spec.worker.resources
     resources = {
         k: {n: v for n, v in q.model_dump().items() if v is not None}
