@@ -10,6 +10,7 @@ because offsets and rows commit together.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -25,9 +26,9 @@ from cdc_worker.decode import Change, DecodeError, Kind, UnknownColumns, decode
 from cdc_worker.dlq import DeadLetter, DeadLetterSink
 from cdc_worker.offsets import OffsetStore
 from cdc_worker.sources import NotInSource, SchemaPending, confirm_new_columns
-from cdc_worker.tables import IncompatibleTable, prepare
+from cdc_worker.tables import IncompatibleTable, parse_comment, prepare
 from cdc_worker.target import Target
-from cdc_worker.write import TableWriter
+from cdc_worker.write import SchemaBehind, TableWriter
 
 log = structlog.get_logger("cdc_worker.apply")
 
@@ -116,6 +117,9 @@ class BatchApplier:
         self.conn: psycopg.Connection[tuple[Any, ...]] | None = None
         self.control: psycopg.Connection[tuple[Any, ...]] | None = None
         self._staged: dict[tuple[int, str], int] = {}
+        # Schema changes of a table (from decoding on the loop, or from the fence on the write
+        # and sweep threads) replace its writer one at a time.
+        self.schema_lock = threading.RLock()
 
     # -- connections ------------------------------------------------------------------------
     def _open(self, old: psycopg.Connection[tuple[Any, ...]] | None) -> Any:
@@ -184,6 +188,39 @@ class BatchApplier:
             raise DecodeError(str(e)) from None
 
     def _evolve(self, rt: TableRuntime, raw: bytes | None, columns: dict[str, Any]) -> None:
+        with self.schema_lock:
+            self._evolve_locked(rt, columns)
+
+    def catch_up(self, topic: str, conn: psycopg.Connection[tuple[Any, ...]]) -> None:
+        """The fence found columns another worker added (write.py `SchemaBehind`): learn them
+        from their comments (source name and Cassandra's type, written by the worker that
+        confirmed them with Cassandra) and rebuild the table's writer on `conn`. Columns added
+        by hand (no such comment) are only taken note of, so the fence passes again."""
+        with self.schema_lock:
+            rt = self.tables[topic]
+            with conn.transaction(), conn.cursor() as cur:
+                cur.execute(rt.writer.newer_columns)
+                found = cur.fetchall()
+            if not found:
+                return  # another thread caught up meanwhile
+            schema = rt.target.schema
+            added: dict[str, str] = {}
+            for _name, comment in found:
+                parsed = parse_comment(comment)
+                if parsed is not None and parsed[0] not in schema.known:
+                    schema = schema.with_column(*parsed)
+                    added[parsed[0]] = parsed[1]
+            target = rt.target.with_schema(schema)
+            try:
+                writer = prepare(conn, target, create=rt.cfg.create_table)
+            except (psycopg.OperationalError, psycopg.InterfaceError) as e:
+                raise Transient(str(e)) from e
+            rt.writer, rt.target = writer, target
+            rt.version += 1
+            self._staged[(id(conn), topic)] = rt.version
+            log.info("schema_caught_up", table=rt.name, added=added)
+
+    def _evolve_locked(self, rt: TableRuntime, columns: dict[str, Any]) -> None:
         schema = rt.target.schema
         try:
             types = confirm_new_columns(columns, self.cassandra, schema.keyspace, schema.table)
@@ -233,22 +270,21 @@ class BatchApplier:
         if d.prepared is None:
             self.prepare(d)
         assert d.prepared is not None
-        batches = d.prepared
         conn = self.connection()
         live = dead = 0
         extra_dead: list[DeadLetter] = []
         try:
-            try:
-                for topic in batches:
-                    self.ensure_staging(conn, topic)
-                with conn.transaction(), conn.cursor() as cur:
-                    for writer, batch, rendered in batches.values():
-                        r = writer.write(cur, batch, now, rendered)
-                        live, dead = live + r.live, dead + r.dead
-                    self.offsets.store(cur, d.next_offsets)
-            except REJECTED as e:
-                log.warning("batch_data_error_isolating", error=str(e).splitlines()[0])
-                extra_dead, live, dead = self._isolate(conn, d, now)
+            while True:
+                try:
+                    live, dead, extra_dead = self._write_once(conn, d, now)
+                    break
+                except SchemaBehind:
+                    # Another worker added columns: rebuild the writers, re-render, write again
+                    # (the transaction was rolled back before anything was touched).
+                    for topic in d.prepared:
+                        if self.tables[topic].writer.max_attnum == d.prepared[topic][0].max_attnum:
+                            self.catch_up(topic, conn)
+                    self.prepare(d)
         except (psycopg.OperationalError, psycopg.InterfaceError) as e:
             raise Transient(f"PostgreSQL write failed: {type(e).__name__}") from e
         applied = sum(len(v) for v in d.changes.values()) - len(extra_dead)
@@ -261,6 +297,25 @@ class BatchApplier:
             sum(d.consumed.values()) + sum(1 for x in d.dead if not x.table), applied,
             len(d.dead) + len(extra_dead), live, dead, d.newest_ts, by_table,
         )  # fmt: skip
+
+    def _write_once(
+        self, conn: psycopg.Connection[tuple[Any, ...]], d: Decoded, now: int
+    ) -> tuple[int, int, list[DeadLetter]]:
+        assert d.prepared is not None
+        live = dead = 0
+        try:
+            for topic in d.prepared:
+                self.ensure_staging(conn, topic)
+            with conn.transaction(), conn.cursor() as cur:
+                for writer, batch, rendered in d.prepared.values():
+                    r = writer.write(cur, batch, now, rendered)
+                    live, dead = live + r.live, dead + r.dead
+                self.offsets.store(cur, d.next_offsets)
+        except REJECTED as e:
+            log.warning("batch_data_error_isolating", error=str(e).splitlines()[0])
+            extra_dead, live, dead = self._isolate(conn, d, now)
+            return live, dead, extra_dead
+        return live, dead, []
 
     def _isolate(
         self, conn: psycopg.Connection[tuple[Any, ...]], d: Decoded, now: int

@@ -127,7 +127,10 @@ class Worker:
         for tc in cfg.tables:
             name = f"{tc.source.keyspace}.{tc.source.table}"
             status.table_quarantine(name, self._quarantined.get(name))
-        sweeper = Sweeper(tables, self._connect, cfg.tombstone_grace_seconds, cfg.pipeline)
+        sweeper = Sweeper(
+            tables, self._connect, cfg.tombstone_grace_seconds, cfg.pipeline,
+            catch_up=applier.catch_up,
+        )  # fmt: skip
         return applier, source, sweeper, status
 
     def _retry(self, what: str, fn: Any) -> Any:

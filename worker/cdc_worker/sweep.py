@@ -37,6 +37,7 @@ import psycopg
 import structlog
 
 from cdc_worker import metrics as M
+from cdc_worker.write import SchemaBehind
 
 if TYPE_CHECKING:
     from cdc_worker.apply import TableRuntime
@@ -63,12 +64,14 @@ class Sweeper:
         grace_seconds: int,
         pipeline: str = "",
         chunk: int = CHUNK,
+        catch_up: Callable[[str, psycopg.Connection[tuple[Any, ...]]], None] | None = None,
     ) -> None:
         self.tables = tables
         self.connect = connect
         self.grace = grace_seconds
         self.pipeline = pipeline
         self.chunk = chunk
+        self.catch_up = catch_up
         self.last_purge = time.monotonic()
         self.stats = SweepStats()
         self.conn: psycopg.Connection[tuple[Any, ...]] | None = None
@@ -104,8 +107,17 @@ class Sweeper:
                 writer = self._writer(conn, topic)
                 now = fixed_now if fixed_now is not None else int(time.time() * 1_000_000)
                 t0 = time.perf_counter()
-                with conn.transaction(), conn.cursor() as cur:
-                    n = writer.sweep(cur, now, self.chunk)
+                try:
+                    with conn.transaction(), conn.cursor() as cur:
+                        n = writer.sweep(cur, now, self.chunk)
+                except SchemaBehind:
+                    # Another worker added columns: never sweep with a writer that would drop
+                    # them. Rebuild it (or leave the table to the next pass) and go on.
+                    if self.catch_up is None:
+                        due.remove(topic)
+                    else:
+                        self.catch_up(topic, conn)
+                    continue
                 self.stats.busy_s += time.perf_counter() - t0
                 self.stats.rows += n
                 swept += n

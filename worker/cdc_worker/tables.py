@@ -6,12 +6,31 @@ together (or adding the same new column) never race on DDL.
 
 from __future__ import annotations
 
+import orjson
 import psycopg
+from psycopg import sql
 
 from cdc_worker.target import Target, ddl, qi
 from cdc_worker.write import TableWriter
 
 _DDL_SALT = 0x5D1  # distinct from the data lock of the same table
+COMMENT_PREFIX = "cass-cdc-pg:"
+
+
+def column_comment(source: str, cql: str) -> str:
+    """What a column added by schema evolution says about itself, for workers still behind."""
+    return COMMENT_PREFIX + orjson.dumps({"source": source, "cql": cql}).decode()
+
+
+def parse_comment(text: object) -> tuple[str, str] | None:
+    """(source name, CQL type) from `column_comment`, or None for a column not added by us."""
+    if not isinstance(text, str) or not text.startswith(COMMENT_PREFIX):
+        return None
+    try:
+        doc = orjson.loads(text[len(COMMENT_PREFIX) :])
+        return str(doc["source"]), str(doc["cql"])
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return None
 
 
 class IncompatibleTable(Exception):
@@ -49,6 +68,13 @@ def prepare(
         for col in target.value_columns:
             if col.target not in current:
                 conn.execute(f"ALTER TABLE {fq} ADD COLUMN {qi(col.target)} {col.pg_type}")
+                # Workers still on the old schema learn the column from here (write.py fence).
+                conn.execute(
+                    sql.SQL("COMMENT ON COLUMN {} IS {}").format(
+                        sql.SQL(f"{fq}.{qi(col.target)}"),
+                        sql.Literal(column_comment(col.source, str(col.col.cql))),
+                    )
+                )
                 continue
             want = _regtype(conn, col.pg_type)
             have = current[col.target][0]

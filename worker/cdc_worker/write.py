@@ -53,6 +53,15 @@ def _bound_from(j: object) -> Bound | None:
     return tuple(j["v"]), bool(j["incl"])
 
 
+class SchemaBehind(Exception):
+    """The table has columns this writer does not know (another worker added them): the
+    writer must be rebuilt before it touches rows, or it would drop their metadata."""
+
+    def __init__(self, columns: list[tuple[str, object]]) -> None:
+        super().__init__(f"table has columns this worker does not know: {[c for c, _ in columns]}")
+        self.columns = columns  # (PostgreSQL name, column comment)
+
+
 @dataclass(slots=True)
 class WriteResult:
     rows: int
@@ -74,6 +83,13 @@ class TableWriter:
         self.rowdel = qi(f"_cdc_rowdel_{t.lock_key & 0xFFFFFFFF:x}")
         self.rdel = qi(f"_cdc_rdel_{t.lock_key & 0xFFFFFFFF:x}")
         self.val_index = {c.source: i for i, c in enumerate(self.vals)}
+        self.max_attnum = max(attnums.values(), default=0)
+        # The schema-version fence: columns added after this writer was built.
+        self.newer_columns = (
+            "SELECT attname, col_description(attrelid, attnum) FROM pg_attribute "
+            f"WHERE attrelid = '{t.fq.replace(chr(39), chr(39) * 2)}'::regclass "
+            f"AND attnum > {self.max_attnum} AND NOT attisdropped ORDER BY attnum"
+        )
         self._build_sql()
 
     # -- SQL ----------------------------------------------------------------------------------
@@ -217,7 +233,13 @@ class TableWriter:
             ]
         w.append(f"COALESCE({' OR '.join(undecided) or 'false'}, false) AS _cdctie")
         mrg.append("_cdctie")
+        size = max([self.attnums[c.target] for c in vals], default=0)
+        pos = {self.attnums[c.target]: i for i, c in enumerate(vals)}
+        # Column-preserving: array elements beyond this writer's columns (columns another worker
+        # added) are carried over unchanged, never dropped.
         j += [
+            f"({o('_cdc_ts')})[{size + 1}:] AS _cdcxts",
+            f"({o('_cdc_exp')})[{size + 1}:] AS _cdcxexp",
             f"GREATEST(s._cdc_del_ts, m._cdc_del_ts{'' if soft else ', d._cdc_del_ts'}) AS _cdcdel",
             "s._cdc_marker_ts AS _cdcsm", "s._cdc_marker_exp AS _cdcsme",
             f"{o('_cdc_marker_ts')} AS _cdcom", f"{o('_cdc_marker_exp')} AS _cdcome",
@@ -228,7 +250,7 @@ class TableWriter:
             "_cdcsme IS NOT NULL AND (_cdcome IS NULL OR _cdcsme > _cdcome)))) AS _cdcwm"
         )
         mrg += [
-            "j._cdcdel", "j._cdcodel_at",
+            "j._cdcdel", "j._cdcodel_at", "j._cdcxts", "j._cdcxexp",
             "CASE WHEN _cdcwm THEN _cdcsm ELSE _cdcom END AS _cdcmt",
             "CASE WHEN _cdcwm THEN _cdcsme ELSE _cdcome END AS _cdcme",
         ]  # fmt: skip
@@ -245,10 +267,8 @@ class TableWriter:
         f += [f"m._cdcv{i}, m._cdct{i}, m._cdce{i}, m._cdcd{i}" for i in range(len(vals))]
         f.append("m._cdctie")
         f += ["m._cdcdel", "m._cdcodel_at", "m._cdcmt", "m._cdcme", f"{live_m} AS _cdclm"]
+        f += ["m._cdcxts", "m._cdcxexp"]
         alive = " OR ".join([*(f"_cdcl{i}" for i in range(len(vals))), "_cdclm"])
-
-        size = max([self.attnums[c.target] for c in vals], default=0)
-        pos = {self.attnums[c.target]: i for i, c in enumerate(vals)}
 
         def arr(expr: str) -> str:
             items = [
@@ -263,8 +283,10 @@ class TableWriter:
                 value = f"CASE WHEN ({alive}) THEN {value} ELSE _cdcd{i} END"
             r.append(f"{value} AS {qi(c.target)}")
         r += [
-            arr("CASE WHEN _cdct{i} > COALESCE(_cdcdel, -1) THEN _cdct{i} END") + " AS _cdc_ts",
-            arr("CASE WHEN _cdct{i} > COALESCE(_cdcdel, -1) THEN _cdce{i} END") + " AS _cdc_exp",
+            arr("CASE WHEN _cdct{i} > COALESCE(_cdcdel, -1) THEN _cdct{i} END")
+            + " || _cdcxts AS _cdc_ts",
+            arr("CASE WHEN _cdct{i} > COALESCE(_cdcdel, -1) THEN _cdce{i} END")
+            + " || _cdcxexp AS _cdc_exp",
             "CASE WHEN _cdcmt > COALESCE(_cdcdel, -1) THEN _cdcmt END AS _cdc_marker_ts",
             "CASE WHEN _cdcmt > COALESCE(_cdcdel, -1) THEN _cdcme END AS _cdc_marker_exp",
             "_cdcdel AS _cdc_del_ts",
@@ -346,6 +368,16 @@ class TableWriter:
             + f" WHERE ({' OR '.join(conds) or 'false'}){live}"
         )
 
+    def fence(self, cur: psycopg.Cursor[tuple[object, ...]]) -> None:
+        """Under the table's lock: refuse to touch rows if the table has columns added after
+        this writer was built (ALTER TABLE ADD seen by another worker). A column added after
+        this check holds no data before this transaction ends: every write of data takes the
+        table's lock, which this transaction holds."""
+        cur.execute(self.newer_columns)
+        rows = cur.fetchall()
+        if rows:
+            raise SchemaBehind([(str(name), comment) for name, comment in rows])
+
     def _decide_ties(self, cur: psycopg.Cursor[tuple[object, ...]]) -> bool:
         """Flag in the staging table which side wins each undecided tie; False if none."""
         cur.execute(self.ties)
@@ -407,6 +439,7 @@ class TableWriter:
             if payload:
                 cp.write(payload)
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (self.t.lock_key,))
+        self.fence(cur)
         if batch.partition_dels:
             with cur.copy(self.copy_pdel) as cp:
                 for pk, ts in batch.partition_dels.items():
@@ -523,6 +556,7 @@ class TableWriter:
         """Re-merge up to `limit` rows whose next expiry has passed, oldest first (one chunk of
         the sweeper, sweep.py); returns the rows swept."""
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (self.t.lock_key,))
+        self.fence(cur)
         cur.execute(self.sweep_sql, {"now": now_us, "limit": limit})
         res = cur.fetchone()
         assert res is not None
