@@ -61,6 +61,22 @@ stack-status:
 test-unit: install ## fast tests, no services
 	$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
 
+# The production topology as a SEPARATE stack (own state directory, every port + 2000), so the
+# default stack others test against is never touched: a 3-node Cassandra ring (127.0.0.1-3) with
+# one supervised agent per node and 3 KRaft brokers; tests/topology runs against it, then it is
+# stopped whatever the outcome. Not part of `make test` (about 4 minutes to start on 2 cores).
+TOPOLOGY_STATE ?= $(CURDIR)/.stack/topology
+TOPOLOGY_ENV := CDC_STACK_STATE=$(TOPOLOGY_STATE) CDC_STACK_PORT_OFFSET=2000 \
+  CDC_STACK_CASSANDRA_NODES=3 CDC_STACK_KAFKA_BROKERS=3
+.PHONY: test-topology topology-down
+test-topology: install ## 3-node ring + 3 brokers as a separate stack, tests/topology, then stop it
+	export $(TOPOLOGY_ENV); trap 'hack/stack down' EXIT; \
+	  hack/stack up postgres redis kafka cassandra debezium; \
+	  $(VENV)/bin/pytest tests/topology $(PYTEST_ARGS)
+
+topology-down: ## stop the separate topology stack of `make test-topology` (by its PIDs)
+	export $(TOPOLOGY_ENV); hack/stack down
+
 # pytest exits 5 when it collected no test: that is a failure here, like any non-zero code.
 .PHONY: audit
 audit: install ## bandit over the shipped code; pip-audit over uv.lock (needs PyPI's JSON API)

@@ -1,4 +1,4 @@
-"""Apache Cassandra 5.0 from Maven Central jars, single node on 127.0.0.1 with CDC enabled.
+"""Apache Cassandra 5.0 from Maven Central jars: one node (127.0.0.1 by default) with CDC enabled.
 
 `cassandra-all` and its runtime dependencies are resolved by hack/cassandra/pom.xml into a cache
 directory keyed by version and run on JDK 17 with CassandraDaemon as the main class and the JVM
@@ -7,6 +7,10 @@ wrapper is not used). cassandra.yaml and logback.xml are rendered from hack/cass
 component's state directory. Health is a real CQL exchange over the native protocol (STARTUP,
 then `SELECT release_version FROM system.local` answered with a ROWS result), written against the
 socket because hack/stack runs before the project's virtualenv (and cassandra-driver) exists.
+
+`CassandraNode(i)` is node i of a ring (cassandra_ring.py): address 127.0.0.i, the same CQL and
+storage ports as node 1 (like one host per node in production), its own JMX port and state
+directory, node 1 as the seed. Node 1 of a one-node stack is exactly the historical single node.
 """
 
 from __future__ import annotations
@@ -16,13 +20,15 @@ import struct
 from pathlib import Path
 from string import Template
 
-from .core import CACHE, PORT_OFFSET, REPO, Component, StackError, run
+from .core import CACHE, PORT_OFFSET, REPO, Component, StackError, run, tcp_open
+from .topology import cassandra_nodes, loopback, member_dir
 
 VERSION = "5.0.9"
 CQL_PORT = 59042 + PORT_OFFSET
 STORAGE_PORT = 57000 + PORT_OFFSET
 JMX_PORT = 57199 + PORT_OFFSET
 HEAP = "1G"
+RING_HEAP = "768M"  # per node of a ring: three nodes, three agents and three brokers on 2 cores
 LOCAL_DC = "datacenter1"  # SimpleSnitch's datacenter name
 TEMPLATES = REPO / "hack" / "cassandra"
 
@@ -67,13 +73,19 @@ JVM17_SERVER_OPTIONS = [
 ]
 
 
-class Cassandra(Component):
+class CassandraNode(Component):
     name = "cassandra"
-    ports = (CQL_PORT, STORAGE_PORT, JMX_PORT)
     start_timeout = 120.0
 
-    def __init__(self) -> None:
+    def __init__(self, index: int = 1) -> None:
         super().__init__()
+        self.index = index
+        self.ring = cassandra_nodes()
+        self.address = loopback(index)
+        self.jmx_port = JMX_PORT + index - 1
+        self.ports = (CQL_PORT, STORAGE_PORT, self.jmx_port)
+        self.state_dir = member_dir(self.name, index)
+        self.proc = type(self.proc)(self.name, self.state_dir)
         self.lib = CACHE / f"cassandra-{VERSION}" / "lib"
         self.yaml = self.state_dir / "cassandra.yaml"
         self.logback = self.state_dir / "logback.xml"
@@ -103,7 +115,15 @@ class Cassandra(Component):
 
     def render(self) -> None:
         """Write cassandra.yaml and logback.xml into the state directory."""
-        values = {"DIR": str(self.state_dir), "CQL_PORT": CQL_PORT, "STORAGE_PORT": STORAGE_PORT}
+        values = {
+            "DIR": str(self.state_dir),
+            "CQL_PORT": CQL_PORT,
+            "STORAGE_PORT": STORAGE_PORT,
+            "ADDRESS": self.address,
+            "SEEDS": f"{loopback(1)}:{STORAGE_PORT}",
+            # Token allocation optimised for the keyspaces' replication factor (RF=3 on a ring).
+            "ALLOC_RF": min(self.ring, 3),
+        }
         text = Template((TEMPLATES / "cassandra.yaml.tmpl").read_text()).substitute(values)
         self.yaml.write_text(text)
         self.logback.write_text((TEMPLATES / "logback.xml.tmpl").read_text())
@@ -130,11 +150,11 @@ class Cassandra(Component):
             "-XX:+UseNUMA",
             "-XX:+PerfDisableSharedMem",
             "-Djava.net.preferIPv4Stack=true",
-            f"-Xms{HEAP}",
-            f"-Xmx{HEAP}",
+            f"-Xms{self.heap()}",
+            f"-Xmx{self.heap()}",
             *JVM17_SERVER_OPTIONS,
             f"-javaagent:{jamm[-1]}",
-            f"-Dcassandra.jmx.local.port={JMX_PORT}",
+            f"-Dcassandra.jmx.local.port={self.jmx_port}",
             # A fresh single node otherwise waits ~30 s (RING_DELAY) before allocating tokens.
             "-Dcassandra.skip_wait_for_gossip_to_settle=0",
             "-Dcassandra.ring_delay_ms=1000",
@@ -148,18 +168,24 @@ class Cassandra(Component):
             "org.apache.cassandra.service.CassandraDaemon",
         ]
 
+    def heap(self) -> str:
+        return HEAP if self.ring == 1 else RING_HEAP
+
+    def busy_ports(self) -> list[int]:
+        """Ports of this node's address (and JMX on 127.0.0.1) already served by someone."""
+        return [p for p in (CQL_PORT, STORAGE_PORT) if tcp_open(p, self.address)] + (
+            [self.jmx_port] if tcp_open(self.jmx_port) else []
+        )
+
     def start(self) -> None:
         self.render()
         self.proc.start(self.command(), cwd=self.state_dir)
 
     def healthy(self) -> bool:
-        return cql_release_version("127.0.0.1", CQL_PORT) is not None
+        return cql_release_version(self.address, CQL_PORT) is not None
 
-    def env(self) -> dict[str, str]:
-        return {
-            "CASSANDRA_CONTACT_POINTS": f"127.0.0.1:{CQL_PORT}",
-            "CASSANDRA_LOCAL_DATACENTER": LOCAL_DC,
-        }
+    def contact_point(self) -> str:
+        return f"{self.address}:{CQL_PORT}"
 
 
 def _frame(opcode: int, body: bytes, stream: int) -> bytes:
@@ -231,6 +257,6 @@ def _recv(sock: socket.socket, n: int) -> bytes:
     return buf
 
 
-def cassandra_yaml() -> Path:
-    """The node's cassandra.yaml, which the Debezium agent beside it reads."""
-    return Cassandra().yaml
+def cassandra_yaml(index: int = 1) -> Path:
+    """Node i's cassandra.yaml, which the Debezium agent beside it reads."""
+    return CassandraNode(index).yaml

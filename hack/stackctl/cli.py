@@ -14,19 +14,19 @@ import subprocess
 import sys
 
 from . import deps, tls
-from .cassandra import Cassandra
+from .cassandra_ring import Cassandra
 from .core import Component, StackError, log
-from .debezium import Debezium
+from .debezium_ring import DebeziumRing
 from .k8s import BUILD as K8S_BUILD
 from .k8s import K8s
-from .kafka import Kafka
+from .kafka_cluster import Kafka
 from .node import Node
 from .postgres import Postgres
 from .redis import Redis
 from .vault import Vault
 
 COMPONENTS: dict[str, type[Component]] = {
-    c.name: c for c in (Postgres, Redis, Vault, Kafka, Cassandra, Debezium, K8s, Node)
+    c.name: c for c in (Postgres, Redis, Vault, Kafka, Cassandra, DebeziumRing, K8s, Node)
 }
 DEFAULT_UP = ("postgres", "redis", "vault", "kafka")
 

@@ -178,6 +178,10 @@ class Component:
         self.state_dir = STATE / self.name
         self.proc = Proc(self.name, self.state_dir)
 
+    def busy_ports(self) -> list[int]:
+        """Ports this component needs that something already serves (on 127.0.0.1)."""
+        return [p for p in self.ports if tcp_open(p)]
+
     def install(self) -> None:
         """Fetch or build what the component runs; cached outside the repo, keyed by version."""
 
@@ -204,7 +208,7 @@ class Component:
                 return "running"
             log(f"{self.name}: running but not healthy, restarting")
             self.proc.stop(self.stop_signal)
-        busy = [p for p in self.ports if tcp_open(p)]
+        busy = self.busy_ports()
         if busy:
             raise StackError(
                 f"{self.name}: port(s) {busy} already in use by a process this stack did not start "

@@ -26,6 +26,10 @@ current start "ready" (its log shows the schema holder initialised and no failed
 refresh since that start) and the agent's /health answers 200. An agent that started "without
 schema metadata" (the bundled driver 4.14 cannot parse a `vector<…>` column anywhere in the
 cluster; the agent then captures nothing) fails `up` at once.
+
+`Debezium(i)` is the agent of Cassandra node i (debezium_ring.py runs one per node of a ring):
+its own state directory (offsets, relocation, config), cassandra.yaml, cdc_raw, contact point
+127.0.0.i and ports 58000/58001 + 10 * (i - 1); it produces to every broker of the stack.
 """
 
 from __future__ import annotations
@@ -38,8 +42,9 @@ from pathlib import Path
 from string import Template
 
 from .cassandra import CQL_PORT, LOCAL_DC, cassandra_yaml
-from .core import CACHE, PORT_OFFSET, REPO, STATE, Component, StackError, log, run
-from .kafka import PORT as KAFKA_PORT
+from .core import CACHE, PORT_OFFSET, REPO, Component, StackError, log, run
+from .kafka import bootstrap
+from .topology import PORT_STEP, cassandra_nodes, loopback, member_dir
 
 VERSION = "3.4.1.Final"
 BUNDLED_CASSANDRA = "5.0.2"  # cassandra-all inside the jar-with-dependencies
@@ -63,8 +68,14 @@ class Debezium(Component):
     requires = ("kafka", "cassandra")
     start_timeout = 90.0
 
-    def __init__(self) -> None:
+    def __init__(self, index: int = 1) -> None:
         super().__init__()
+        self.index = index
+        self.state_dir = member_dir(self.name, index)
+        self.proc = type(self.proc)(self.name, self.state_dir)
+        self.http_port = HTTP_PORT + PORT_STEP * (index - 1)
+        self.agent_port = AGENT_PORT + PORT_STEP * (index - 1)
+        self.node = f"{loopback(index)}:{CQL_PORT}"
         self.dir = CACHE / f"debezium-cassandra-5-{VERSION}"
         self.jar = self.dir / f"debezium-connector-cassandra-5-{VERSION}-jar-with-dependencies.jar"
         self.offsets = self.state_dir / "offsets"
@@ -75,7 +86,12 @@ class Debezium(Component):
         # The properties file the running agent was started with (rendered or CDC_DEBEZIUM_CONFIG).
         self.active = self.state_dir / "active-config"
         override = os.environ.get("CDC_DEBEZIUM_CONFIG")
-        self.ports = (self._http_port(Path(override)) if override else HTTP_PORT, AGENT_PORT)
+        if override and cassandra_nodes() > 1:
+            raise StackError("CDC_DEBEZIUM_CONFIG names one node's properties: not with a ring")
+        self.ports = (
+            self._http_port(Path(override)) if override else self.http_port,
+            self.agent_port,
+        )
 
     def install(self) -> None:
         if not CDC_AGENT.exists():
@@ -107,7 +123,7 @@ class Debezium(Component):
             sub.mkdir(parents=True, exist_ok=True)
         self.driver_conf.write_text(
             Template((TEMPLATES / "application.conf.tmpl").read_text()).substitute(
-                CONTACT_POINT=f"127.0.0.1:{CQL_PORT}", LOCAL_DC=LOCAL_DC
+                CONTACT_POINT=self.node, LOCAL_DC=LOCAL_DC
             )
         )
         self.logback.write_text((TEMPLATES / "logback.xml.tmpl").read_text())
@@ -122,14 +138,14 @@ class Debezium(Component):
             key: os.environ.get(f"CDC_DEBEZIUM_{key}", default) for key, default in DEFAULTS.items()
         }
         values |= {
-            "NODE_ID": "node1",
+            "NODE_ID": f"node{self.index}",
             "CLUSTER_NAME": "cass-cdc-pg",
-            "CASSANDRA_YAML": str(cassandra_yaml()),
+            "CASSANDRA_YAML": str(cassandra_yaml(self.index)),
             "DRIVER_CONFIG": str(self.driver_conf),
-            "HTTP_PORT": str(HTTP_PORT),
+            "HTTP_PORT": str(self.http_port),
             "RELOCATION_DIR": str(self.relocation),
             "OFFSETS_DIR": str(self.offsets),
-            "KAFKA_BOOTSTRAP": f"127.0.0.1:{KAFKA_PORT}",
+            "KAFKA_BOOTSTRAP": bootstrap(),
         }
         text = Template((TEMPLATES / "config.properties.tmpl").read_text()).substitute(values)
         self.properties.write_text(text)
@@ -150,11 +166,11 @@ class Debezium(Component):
                 "--workdir",
                 self.state_dir,
                 "--cassandra",
-                f"127.0.0.1:{CQL_PORT}",
+                self.node,
                 "--cdc-raw",
-                STATE / "cassandra" / "cdc_raw",
+                member_dir("cassandra", self.index) / "cdc_raw",
                 "--port",
-                str(AGENT_PORT),
+                str(self.agent_port),
                 "--table-poll",
                 "1",
                 "--health-interval",
@@ -204,7 +220,7 @@ class Debezium(Component):
     def agent_status(self) -> dict[str, object]:
         """cdc-agent's /status ({} when it does not answer)."""
         try:
-            url = f"http://127.0.0.1:{AGENT_PORT}/status"
+            url = f"http://127.0.0.1:{self.agent_port}/status"
             with urllib.request.urlopen(url, timeout=2) as resp:
                 return json.loads(resp.read())  # type: ignore[no-any-return]
         except (OSError, ValueError, urllib.error.URLError):
@@ -252,10 +268,10 @@ class Debezium(Component):
             "DEBEZIUM_HTTP_PORT": props.get("http.port", str(self.ports[0])),
             # Node-local paths an operator-rendered config must use to run as this node's agent
             # (spec.debezium.config of a CdcPipeline; see docs/local-stack.md).
-            "DEBEZIUM_CASSANDRA_YAML": str(cassandra_yaml()),
+            "DEBEZIUM_CASSANDRA_YAML": str(cassandra_yaml(self.index)),
             "DEBEZIUM_DRIVER_CONFIG": str(self.driver_conf),
             "DEBEZIUM_STATE_DIR": str(self.state_dir),
             # The file cdc-agent watches: writing other properties into it restarts the agent.
             "DEBEZIUM_CONFIG": str(self._active_config()),
-            "CDC_AGENT_URL": f"http://127.0.0.1:{AGENT_PORT}",
+            "CDC_AGENT_URL": f"http://127.0.0.1:{self.agent_port}",
         }

@@ -1,4 +1,4 @@
-"""Apache Kafka 4.x from Maven Central jars, single-node KRaft (combined broker + controller).
+"""Apache Kafka 4.x from Maven Central jars, KRaft with combined broker + controller nodes.
 
 The jars are resolved by hack/kafka/pom.xml into a cache directory keyed by
 version. Health is an ApiVersions round trip on the client port: the broker
@@ -6,6 +6,11 @@ only processes requests once it has finished starting, so an answer means the
 broker is serving rather than merely listening; the SASL_SSL listener of the
 secure profile (kafka_secure.py) gets the same check over TLS verified against
 the stack CA (SASL brokers answer ApiVersions before authentication).
+
+`KafkaBroker(i)` is broker i of CDC_STACK_KAFKA_BROKERS (kafka_cluster.py runs them): node id i,
+its ports the defaults + 10 * (i - 1) on 127.0.0.1, its own state directory, and with several
+brokers the replication settings of production (RF 3 and min.insync.replicas 2 by default,
+also for the internal topics). Broker 1 of a one-broker stack is the historical single node.
 """
 
 from __future__ import annotations
@@ -17,11 +22,38 @@ import uuid
 
 from . import kafka_secure, tls
 from .core import CACHE, PORT_OFFSET, REPO, Component, StackError, run
+from .topology import PORT_STEP, kafka_brokers, member_dir
 
 VERSION = "4.4.0"
 PORT = 59092 + PORT_OFFSET
 CONTROLLER_PORT = 59093 + PORT_OFFSET
 HEAP = "768m"
+CLUSTER_HEAP = "512m"  # per broker of a 3-broker cluster
+
+
+def broker_ports(index: int) -> tuple[int, int, int]:
+    """(client, controller, SASL_SSL) ports of broker i."""
+    step = PORT_STEP * (index - 1)
+    return PORT + step, CONTROLLER_PORT + step, kafka_secure.SASL_PORT + step
+
+
+def bootstrap(count: int | None = None) -> str:
+    n = kafka_brokers() if count is None else count
+    return ",".join(f"127.0.0.1:{broker_ports(i)[0]}" for i in range(1, n + 1))
+
+
+def _replication(n: int) -> str:
+    """Settings of the internal and default topics: all 1 alone, RF min(n, 3) / ISR 2 else."""
+    rf, isr = (1, 1) if n == 1 else (min(n, 3), 2)
+    out = (
+        f"offsets.topic.replication.factor={rf}\ntransaction.state.log.replication.factor={rf}\n"
+        f"transaction.state.log.min.isr={isr}\nshare.coordinator.state.topic.replication.factor="
+        f"{rf}\nshare.coordinator.state.topic.min.isr={isr}\n"
+    )
+    if n > 1:
+        out += f"default.replication.factor={rf}\nmin.insync.replicas={isr}\n"
+    return out
+
 
 LOG4J2 = """\
 name = cass-cdc-pg-kafka
@@ -46,13 +78,18 @@ logger.apache.level = INFO
 """
 
 
-class Kafka(Component):
+class KafkaBroker(Component):
     name = "kafka"
-    ports = (PORT, CONTROLLER_PORT, kafka_secure.SASL_PORT)
     start_timeout = 90.0
 
-    def __init__(self) -> None:
+    def __init__(self, index: int = 1) -> None:
         super().__init__()
+        self.index = index
+        self.count = kafka_brokers()
+        self.port, self.controller_port, self.sasl_port = broker_ports(index)
+        self.ports = broker_ports(index)
+        self.state_dir = member_dir(self.name, index)
+        self.proc = type(self.proc)(self.name, self.state_dir)
         self.libs = CACHE / f"kafka-{VERSION}" / "libs"
         self.data = self.state_dir / "data"
         self.props = self.state_dir / "server.properties"
@@ -95,28 +132,44 @@ class Kafka(Component):
             *args,
         ]
 
-    def start(self) -> None:
-        self.props.write_text(
-            "process.roles=broker,controller\nnode.id=1\n"
-            f"controller.quorum.voters=1@127.0.0.1:{CONTROLLER_PORT}\n"
-            f"listeners=PLAINTEXT://127.0.0.1:{PORT},CONTROLLER://127.0.0.1:{CONTROLLER_PORT},"
-            f"SASL_SSL://127.0.0.1:{kafka_secure.SASL_PORT}\n"
-            f"advertised.listeners=PLAINTEXT://127.0.0.1:{PORT},"
-            f"SASL_SSL://127.0.0.1:{kafka_secure.SASL_PORT}\n"
+    def properties(self) -> str:
+        voters = ",".join(f"{i}@127.0.0.1:{broker_ports(i)[1]}" for i in range(1, self.count + 1))
+        port, ctl, sasl = self.port, self.controller_port, self.sasl_port
+        return (
+            f"process.roles=broker,controller\nnode.id={self.index}\n"
+            f"controller.quorum.voters={voters}\n"
+            f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{ctl},"
+            f"SASL_SSL://127.0.0.1:{sasl}\n"
+            f"advertised.listeners=PLAINTEXT://127.0.0.1:{port},"
+            f"SASL_SSL://127.0.0.1:{sasl}\n"
             "controller.listener.names=CONTROLLER\ninter.broker.listener.name=PLAINTEXT\n"
             "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,"
             "SASL_SSL:SASL_SSL\n"
             f"log.dirs={self.data}\nnum.partitions=1\nnum.network.threads=2\nnum.io.threads=4\n"
-            "offsets.topic.replication.factor=1\ntransaction.state.log.replication.factor=1\n"
-            "transaction.state.log.min.isr=1\nshare.coordinator.state.topic.replication.factor=1\n"
-            "share.coordinator.state.topic.min.isr=1\ngroup.initial.rebalance.delay.ms=0\n"
+            + _replication(self.count)
+            + "group.initial.rebalance.delay.ms=0\n"
             "auto.create.topics.enable=true\nlog.retention.hours=168\n"
             + kafka_secure.broker_properties()
         )
+
+    def cluster_id(self) -> str:
+        """One id for every broker's storage, kept by broker 1 (a fresh one when alone)."""
+        if self.count == 1:
+            return run(self._java("kafka.tools.StorageTool", "random-uuid")).stdout.strip()
+        path = member_dir(self.name, 1) / "cluster-id"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            new = run(self._java("kafka.tools.StorageTool", "random-uuid")).stdout.strip()
+            path.write_text(new + "\n")
+        return path.read_text().strip()
+
+    def start(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.props.write_text(self.properties())
         self.log4j.write_text(LOG4J2.format(logdir=self.state_dir))
         if not (self.data / "meta.properties").exists():
             kafka_secure.setup_marker(self.state_dir).unlink(missing_ok=True)
-            cluster_id = run(self._java("kafka.tools.StorageTool", "random-uuid")).stdout.strip()
+            cluster_id = self.cluster_id()
             run(
                 self._java(
                     "kafka.tools.StorageTool",
@@ -128,18 +181,24 @@ class Kafka(Component):
                     "--ignore-formatted",
                 )
             )
-        self.proc.start(self._java("kafka.Kafka", str(self.props), heap=HEAP))
+        heap = HEAP if self.count == 1 else CLUSTER_HEAP
+        self.proc.start(self._java("kafka.Kafka", str(self.props), heap=heap))
 
     def healthy(self) -> bool:
-        return api_versions_ok("127.0.0.1", PORT) and api_versions_ok(
-            "127.0.0.1", kafka_secure.SASL_PORT, tls.client_context()
+        return api_versions_ok("127.0.0.1", self.port) and api_versions_ok(
+            "127.0.0.1", self.sasl_port, tls.client_context()
         )
 
     def after_start(self) -> None:
-        kafka_secure.apply(self.libs, self.state_dir, f"127.0.0.1:{PORT}")
+        kafka_secure.apply(self.libs, member_dir(self.name, 1), bootstrap(self.count))
 
     def env(self) -> dict[str, str]:
-        return {"KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{PORT}", **kafka_secure.env()}
+        sasl = ",".join(f"127.0.0.1:{broker_ports(i)[2]}" for i in range(1, self.count + 1))
+        return {
+            "KAFKA_BOOTSTRAP_SERVERS": bootstrap(self.count),
+            **kafka_secure.env(),
+            "KAFKA_SASL_SSL_BOOTSTRAP": sasl,
+        }
 
 
 def api_versions_ok(host: str, port: int, context: ssl.SSLContext | None = None) -> bool:
