@@ -54,6 +54,9 @@ class GapStore:
 
     def ensure(self, conn: psycopg.Connection[tuple[object, ...]]) -> None:
         with conn.transaction():
+            # Workers starting together would race on CREATE … IF NOT EXISTS (a unique
+            # violation in the catalog): one at a time, under a cluster-wide advisory lock.
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext('cdc_worker.ddl'))")
             conn.execute(
                 f"CREATE TABLE IF NOT EXISTS {self.table} (consumer_group text NOT NULL, "
                 "topic text NOT NULL, kafka_partition int NOT NULL, from_offset bigint NOT NULL, "

@@ -21,6 +21,9 @@ class OffsetStore:
 
     def ensure(self, conn: psycopg.Connection[tuple[object, ...]]) -> None:
         with conn.transaction():
+            # Workers starting together would race on CREATE … IF NOT EXISTS (a unique
+            # violation in the catalog): one at a time, under a cluster-wide advisory lock.
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext('cdc_worker.ddl'))")
             conn.execute(f"CREATE SCHEMA IF NOT EXISTS {qi(self.schema)}")
             conn.execute(
                 f"CREATE TABLE IF NOT EXISTS {self.table} (consumer_group text NOT NULL, "
