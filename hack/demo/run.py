@@ -414,6 +414,7 @@ def main(argv: list[str] | None = None) -> int:
         "DEBEZIUM_OFFSETS_DIR": str(state / "offsets"),
         "DEBEZIUM_RELOCATION_DIR": str(state / "relocation"),
         "DEBEZIUM_HTTP_PORT": env.get("DEBEZIUM_HTTP_PORT", "58000"),
+        "AGENT_PORT": env["CDC_AGENT_URL"].rsplit(":", 1)[1],
     }
     manifest = Template((REPO / "examples" / "shop-pipeline.yaml").read_text()).substitute(values)
     say("applying examples/shop-pipeline.yaml (credentials come from OpenBao over https)")

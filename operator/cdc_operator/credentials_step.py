@@ -54,7 +54,7 @@ async def ensure_credentials(
             existing = await asyncio.to_thread(kube.get, "v1", "Secret",
                                                names.secret_name(name), ns)  # fmt: skip
             st.creds = decode_secret(existing) if existing else None
-            logs.learn((st.creds or {}).values())
+            logs.learn(st.creds or {})
         return conds
 
     # Applied with each refresh, not each pass: timer passes make no writes.
@@ -70,7 +70,7 @@ async def ensure_credentials(
         applied = await asyncio.to_thread(
             kube.apply, manifests.credentials_secret(ns, name, owner, creds)
         )
-        logs.learn(creds.values())
+        logs.learn(creds)
         st.creds, st.secret_keys = creds, sorted(creds)
         st.secret_version = applied["metadata"]["resourceVersion"]
         st.last_secret_refresh = time.monotonic()
@@ -83,7 +83,7 @@ async def ensure_credentials(
             st.secret_keys = sorted((existing.get("data") or {}).keys())
         if existing and st.creds is None:
             st.creds = decode_secret(existing)
-            logs.learn(st.creds.values())
+            logs.learn(st.creds)
         kept = "; keeping the last Secret" if existing else "; no Secret yet"
         M.SECRET_REFRESH_FAILURES.labels(ns, name, e.reason).inc()
         return set_condition(conds, "SecretsReady", False, e.reason, str(e) + kept, gen)

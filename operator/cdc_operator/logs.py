@@ -8,7 +8,7 @@ pass through the same filter (cdc_worker/redact.py holds the rules).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Mapping
 
 from cdc_worker.redact import RedactingFilter, Redactor, secret_values
 
@@ -28,6 +28,8 @@ def install(level: str) -> None:
         handler.addFilter(RedactingFilter(REDACTOR))
 
 
-def learn(values: Iterable[str]) -> None:
+def learn(creds: Mapping[str, str]) -> None:
+    """Mask these credentials from now on (the secret ones: not usernames, see redact.py)."""
+    values = [v for k, v in creds.items() if not k.endswith("USERNAME")]
     known = set(REDACTOR.secrets) | {v for v in values if v and len(v) >= 3}
     REDACTOR.secrets = sorted(known, key=len, reverse=True)

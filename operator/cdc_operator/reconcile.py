@@ -271,7 +271,13 @@ async def _reconcile(
             try:
                 owned = set((body.get("status") or {}).get("ownedTopics") or [])
                 adopt = spec.kafka.adopt_existing_topics or _migrating(body)
-                res = await asyncio.to_thread(topics.ensure_topics, kafka, wants, owned, adopt)
+
+                def claim(names_: set[str]) -> None:
+                    kube.patch_status(API, "CdcPipeline", name, ns,
+                                      {"ownedTopics": sorted(names_)})  # fmt: skip
+
+                res = await asyncio.to_thread(topics.ensure_topics, kafka, wants, owned, adopt,
+                                              claim=claim)  # fmt: skip
                 st.owned_topics = sorted(res.owned)
                 if res.foreign:
                     why = (

@@ -37,6 +37,7 @@ def test_local_example_fills_and_validates() -> None:
         "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:59092", "REDIS_URL": "redis://127.0.0.1:56379/0",
         "VAULT_ADDR": "http://127.0.0.1:58200", "NAMESPACE": "cdc-demo", "KEYSPACE": "shop_1",
         "PG_SCHEMA": "demo_1", "TOPIC_PREFIX": "secure.demo1", "DEBEZIUM_HTTP_PORT": "58000",
+        "AGENT_PORT": "58001",
         "DLQ_TOPIC": "secure-dlq.demo1", "PG_SECURE_PORT": "55432",
         "KAFKA_SASL_SSL_BOOTSTRAP": "127.0.0.1:59094",
         "REDIS_TLS_URL": "rediss://cdc@localhost:56380/0", "VAULT_TLS_ADDR": "https://localhost:58210",

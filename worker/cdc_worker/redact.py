@@ -2,7 +2,7 @@
 
 One redactor serves the worker and cdc-agent (a structlog processor) and the operator (a
 `logging.Filter`). It removes:
-- the values of every credential the process holds (the `*_PASSWORD`, `*_USERNAME`, `*_TOKEN`
+- the values of every credential the process holds (the `*_PASSWORD`, `*_TOKEN`, `*_SECRET`
   variables of its environment, and the contents of the files their `*_FILE` variants name),
   wherever they appear in text — exception messages from drivers included;
 - passwords in URLs (`scheme://user:password@host`) and in libpq/JAAS style `key=value` text
@@ -22,7 +22,9 @@ from pathlib import Path
 from typing import Any
 
 MASK = "[redacted]"
-_SECRET_VARS = re.compile(r"(PASSWORD|USERNAME|TOKEN|SECRET)$")
+# Usernames are not masked: they are short common words ("worker", "cdc") that would mangle
+# every line they happen to appear in, and they open nothing without the password.
+_SECRET_VARS = re.compile(r"(PASSWORD|TOKEN|SECRET)$")
 _URL_PASSWORD = re.compile(r"(?P<pre>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)[^@\s]+(?P<at>@)")
 _KV_PASSWORD = re.compile(r"(?i)(?P<key>password\s*=\s*)(\"[^\"]*\"|'[^']*'|[^\s;,)]+)")
 

@@ -8,6 +8,7 @@ a CR must not rewrite its retention or delete it (a confused deputy otherwise).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,9 +47,13 @@ class TopicsResult:
 
 def ensure_topics(
     settings: dict[str, Any], wants: list[TopicWant], owned: set[str], adopt: bool = False,
-    timeout: float = 15,
+    timeout: float = 15, claim: Callable[[set[str]], None] | None = None,
 ) -> TopicsResult:  # fmt: skip
-    """Make the owned topics match; create missing ones (and own them)."""
+    """Make the owned topics match; create missing ones (and own them).
+
+    `claim` records ownership durably *before* topics are created: a crash between creating a
+    topic and recording it would otherwise leave the pipeline's own topic looking foreign.
+    """
     admin = kafka_clients.admin(settings, timeout)
     try:
         meta = admin.list_topics(timeout=timeout)
@@ -64,6 +69,8 @@ def ensure_topics(
             else:
                 out.foreign.append(w.name)
     create = [w for w in wants if w.name not in meta.topics]
+    if create and claim is not None:
+        claim(out.owned | {w.name for w in create})
     if create:
         futures = admin.create_topics(
             [NewTopic(w.name, w.partitions, w.replication_factor,
