@@ -88,7 +88,10 @@ class TableWriter:
         self.newer_columns = (
             "SELECT attname, col_description(attrelid, attnum) FROM pg_attribute "
             f"WHERE attrelid = '{t.fq.replace(chr(39), chr(39) * 2)}'::regclass "
-            f"AND attnum > {self.max_attnum} AND NOT attisdropped ORDER BY attnum"
+            f"AND attnum > {self.max_attnum} AND NOT attisdropped "
+            # Internal `_cdc*` columns others add (the scanner's `_cdc_token`) hold no source
+            # data; source columns named `_cdc*` are stored as `__cdc*` (target.safe_name).
+            "AND attname NOT LIKE '\\_cdc%' ORDER BY attnum"
         )
         self._build_sql()
 
