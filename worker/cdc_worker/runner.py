@@ -290,6 +290,21 @@ class Worker:
                 table, outcome.applied_by_table[table], ts, max(0.0, wall - ts / 1e6)
             )
 
+    def _hold(self, source: Source, delay: float, generation: int) -> bool:
+        """Wait `delay` keeping the group membership alive; False when the batch is to be
+        dropped (stopping, or a rebalance since it was consumed: positions are rewound)."""
+        end = time.monotonic() + delay
+        while time.monotonic() < end and not self.stopping:
+            self.health.tick()
+            source.keep_alive()
+        if self.stopping:
+            return False
+        if source.generation != generation:
+            log.info("batch_abandoned_after_rebalance")
+            source.rewind()
+            return False
+        return True
+
     def _decode(
         self, applier: BatchApplier, source: Source, msgs: list[Any], generation: int
     ) -> Decoded | None:
@@ -307,15 +322,7 @@ class Worker:
                 M.ERRORS.labels(self.cfg.pipeline, "schema_pending").inc()
                 self.health.set_ready(False, f"SchemaPending: {str(e).splitlines()[0]}")
                 log.warning("decode_retry", error=str(e).splitlines()[0], delay=delay)
-            end = time.monotonic() + delay
-            while time.monotonic() < end and not self.stopping:
-                self.health.tick()
-                source.keep_alive()
-            if self.stopping:
-                return None
-            if source.generation != generation:
-                log.info("batch_abandoned_after_rebalance")
-                source.rewind()
+            if not self._hold(source, delay, generation):
                 return None
             delay = min(delay * 2, 30.0)
 
@@ -334,15 +341,7 @@ class Worker:
             self.health.set_ready(False, "PostgreSQL or Kafka unavailable")
             log.warning("batch_retry", error=str(error).splitlines()[0], delay=delay)
             applier.conn = None
-            end = time.monotonic() + delay
-            while time.monotonic() < end and not self.stopping:
-                self.health.tick()
-                source.keep_alive()
-            if self.stopping:
-                return None
-            if source.generation != generation:
-                log.info("batch_abandoned_after_rebalance")
-                source.rewind()
+            if not self._hold(source, delay, generation):
                 return None
             delay = min(delay * 2, 30.0)
             try:

@@ -116,17 +116,11 @@ def http_host_env() -> dict[str, Any]:
             "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}  # fmt: skip
 
 
-def worker_deployment(
-    ns: str,
-    pipeline: str,
-    owner: Any,
-    spec: CdcPipelineSpec,
-    config_hash: str,
-    secret_version: str,
-    secret_keys: list[str],
-    replicas: int,
+def worker_container(
+    pipeline: str, spec: CdcPipelineSpec, secret_keys: list[str], name: str, **fields: Any
 ) -> dict[str, Any]:
-    name = worker_name(pipeline)
+    """The container every Pod of the pipeline's workers (Deployment, scan Jobs) runs: the
+    project's image, credentials only from the owned Secret, the "restricted" context."""
     res = spec.worker.resources
     resources = {
         kind: {k: v for k, v in q.model_dump().items() if v is not None}
@@ -139,17 +133,11 @@ def worker_deployment(
         if k in SECRET_KEYS
     ]
     env.append(http_host_env())
-    probe = {"periodSeconds": 10, "timeoutSeconds": 3, "failureThreshold": 3}
-    container = {
-        "name": "worker",
+    return {
+        "name": name,
         "image": spec.worker.image,
         "imagePullPolicy": spec.worker.image_pull_policy,
-        "command": ["cdc-worker", "run"],
         "env": env,
-        "ports": [{"name": "http", "containerPort": HTTP_PORT}],
-        "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}, **probe},
-        "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"},
-                          "initialDelaySeconds": 10, **probe},
         "resources": {k: v for k, v in resources.items() if v},
         "securityContext": {
             "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
@@ -158,7 +146,49 @@ def worker_deployment(
         },
         "volumeMounts": [{"name": "config", "mountPath": "/etc/cdc", "readOnly": True},
                          {"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108 - an emptyDir
+        **fields,
     }  # fmt: skip
+
+
+def worker_pod_spec(
+    pipeline: str, spec: CdcPipelineSpec, container: dict[str, Any], **fields: Any
+) -> dict[str, Any]:
+    """The Pod around `worker_container`: the pipeline's own account (no token mounted), a
+    non-root security context, worker.yaml (and CA files) from the worker ConfigMap."""
+    return {
+        "serviceAccountName": names.service_account(pipeline),
+        "automountServiceAccountToken": False,
+        "securityContext": {"runAsNonRoot": True, "runAsUser": 10001,
+                            "runAsGroup": 10001, "fsGroup": 10001,
+                            "seccompProfile": {"type": "RuntimeDefault"}},
+        "containers": [container],
+        "volumes": [{"name": "config",
+                     "configMap": {"name": worker_name(pipeline), "items": config_items(spec)}},
+                    {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
+        **fields,
+    }  # fmt: skip
+
+
+def worker_deployment(
+    ns: str,
+    pipeline: str,
+    owner: Any,
+    spec: CdcPipelineSpec,
+    config_hash: str,
+    secret_version: str,
+    secret_keys: list[str],
+    replicas: int,
+) -> dict[str, Any]:
+    name = worker_name(pipeline)
+    probe = {"periodSeconds": 10, "timeoutSeconds": 3, "failureThreshold": 3}
+    container = worker_container(
+        pipeline, spec, secret_keys, "worker",
+        command=["cdc-worker", "run"],
+        ports=[{"name": "http", "containerPort": HTTP_PORT}],
+        readinessProbe={"httpGet": {"path": "/readyz", "port": "http"}, **probe},
+        livenessProbe={"httpGet": {"path": "/healthz", "port": "http"},
+                       "initialDelaySeconds": 10, **probe},
+    )  # fmt: skip
     return {
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": _meta(name, ns, pipeline, "worker", owner),
@@ -175,18 +205,8 @@ def worker_deployment(
                                     "prometheus.io/scrape": "true",
                                     "prometheus.io/port": str(HTTP_PORT)},
                 },
-                "spec": {
-                    "serviceAccountName": names.service_account(pipeline),
-                    "automountServiceAccountToken": False,
-                    "securityContext": {"runAsNonRoot": True, "runAsUser": 10001,
-                                        "runAsGroup": 10001, "fsGroup": 10001,
-                                        "seccompProfile": {"type": "RuntimeDefault"}},
-                    "terminationGracePeriodSeconds": 60,
-                    "containers": [container],
-                    "volumes": [{"name": "config",
-                                 "configMap": {"name": name, "items": config_items(spec)}},
-                                {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
-                },
+                "spec": worker_pod_spec(pipeline, spec, container,
+                                        terminationGracePeriodSeconds=60),
             },
         },
     }  # fmt: skip

@@ -17,14 +17,8 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from cdc_operator.builders.manifests import (
-    CONFIG_PATH,
-    SECRET_KEYS,
-    _meta,
-    config_items,
-    http_host_env,
-)
-from cdc_operator.builders.names import labels, secret_name, service_account, worker_name
+from cdc_operator.builders.manifests import _meta, worker_container, worker_pod_spec
+from cdc_operator.builders.names import labels
 from cdc_operator.models import CdcPipelineSpec
 
 ScanKind = Literal["verify", "repair", "backfill"]
@@ -65,34 +59,8 @@ def scan_job(
         args += ["--rows-per-second", f"{rows_per_second:g}"]
     if lag_seconds is not None:
         args += ["--lag-seconds", f"{lag_seconds:g}"]
-    env: list[dict[str, Any]] = [{"name": "CDC_WORKER_CONFIG", "value": CONFIG_PATH}]
-    env += [
-        {"name": k, "valueFrom": {"secretKeyRef": {"name": secret_name(pipeline), "key": k}}}
-        for k in sorted(secret_keys)
-        if k in SECRET_KEYS
-    ]
-    env.append(http_host_env())
-    res = spec.worker.resources
-    resources = {
-        k: {n: v for n, v in q.model_dump().items() if v is not None}
-        for k, q in (("requests", res.requests), ("limits", res.limits))
-    }
-    container = {
-        "name": "scan",
-        "image": spec.worker.image,
-        "imagePullPolicy": spec.worker.image_pull_policy,
-        "command": ["cdc-worker"],
-        "args": args,
-        "env": env,
-        "resources": {k: v for k, v in resources.items() if v},
-        "securityContext": {
-            "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
-            "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]},
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
-        "volumeMounts": [{"name": "config", "mountPath": "/etc/cdc", "readOnly": True},
-                         {"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108 - an emptyDir
-    }  # fmt: skip
+    container = worker_container(pipeline, spec, secret_keys, "scan", command=["cdc-worker"],
+                                 args=args)  # fmt: skip
     meta = _meta(scan_job_name(pipeline, kind, table, run_id), ns, pipeline, "scan", owner)
     meta["annotations"] = {"casscdc.io/scan-kind": kind, "casscdc.io/scan-table": table}
     return {
@@ -108,19 +76,7 @@ def scan_job(
             "ttlSecondsAfterFinished": ttl_seconds_after_finished,
             "template": {
                 "metadata": {"labels": labels(pipeline, "scan")},
-                "spec": {
-                    "restartPolicy": "Never",
-                    "serviceAccountName": service_account(pipeline),
-                    "automountServiceAccountToken": False,
-                    "securityContext": {"runAsNonRoot": True, "runAsUser": 10001,
-                                        "runAsGroup": 10001, "fsGroup": 10001,
-                                        "seccompProfile": {"type": "RuntimeDefault"}},
-                    "containers": [container],
-                    "volumes": [{"name": "config",
-                                 "configMap": {"name": worker_name(pipeline),
-                                               "items": config_items(spec)}},
-                                {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
-                },
+                "spec": worker_pod_spec(pipeline, spec, container, restartPolicy="Never"),
             },
         },
     }  # fmt: skip
