@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import sys
 from pathlib import Path
 
@@ -10,6 +11,9 @@ from cdc_operator import __version__
 
 
 def main(argv: list[str] | None = None) -> int:
+    # A crash in native code (librdkafka, libpq, the Cassandra driver's event loop) prints
+    # every thread's Python stack to stderr instead of vanishing silently.
+    faulthandler.enable()
     parser = argparse.ArgumentParser(
         prog="cdc-operator",
         description="Reconciles CdcPipeline and TableReplication resources (Kopf). With no "

@@ -17,6 +17,7 @@ from typing import Any
 import kopf
 
 from cdc_operator import kafka_step
+from cdc_operator.appliers import cassandra
 from cdc_operator.appliers.kube import Kube
 from cdc_operator.builders.names import LABEL_PIPELINE
 from cdc_operator.models import GROUP, VERSION, CdcPipelineSpec
@@ -59,6 +60,13 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     asyncio.get_running_loop().set_default_executor(
         ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="cdc-pass")
     )
+
+
+@kopf.on.cleanup()
+async def close_clients(**_: Any) -> None:
+    """Shared Cassandra sessions are shut down before the interpreter exits, never during it
+    (the driver's event loop thread running into finalization can crash the process)."""
+    await asyncio.get_running_loop().run_in_executor(None, cassandra.SESSIONS.close)
 
 
 @kopf.index(*TABLES)

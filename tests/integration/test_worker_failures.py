@@ -205,3 +205,33 @@ def test_poison_events_are_dead_lettered_and_the_rest_applies(
     assert "extra" in letters[bad_column][1]
     assert letters[bad_bound][0] == "DecodeError"
     assert dec.rows("SELECT next_offset FROM {s}._cdc_offsets") == [(4,)]
+
+
+def test_a_worker_started_after_another_added_a_column_knows_it(
+    dec: Rig, pg_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker (re)started with the configured schema, after another worker added a column by
+    schema evolution: its writer must learn the column from the table, or the schema-version
+    fence (which looks only for columns newer than the writer) lets it delete a row and keep the
+    new column's value (found by test_worker_multi: a rebalance started such a worker)."""
+    new_columns_are(monkeypatch, {"n": "text"})
+    dec.run(envelope("i", 1, "ks", "t", {"p": cell(1), "c": cell(1), "v": cell("1.5"),
+                                         "n": cell("old")}))  # fmt: skip
+    cfg = dec.applier.tables["t.ks.t"].cfg
+    # A fresh worker: the configured schema, without `n`.
+    writer = prepare(dec.conn, Target(DEC, dec.schema, "t", DeleteMode.HARD), create=True)
+    assert "n" in writer.t.schema.known
+    offsets = OffsetStore(dec.schema, "g")
+    applier = BatchApplier({"t.ks.t": TableRuntime(cfg, writer.t, writer)}, offsets, dec.sink,
+                           None, lambda: psycopg.connect(pg_dsn))  # type: ignore[arg-type]  # fmt: skip
+    try:
+        msgs: list[Message] = [
+            Msg(envelope("d", 2, "ks", "t", {"p": cell(1), "c": cell(1), "v": None}), 0),
+            Msg(write(3, 1, 1, "3.5"), 1),
+        ]
+        applier.write(applier.decode(msgs))
+    finally:
+        for c in (applier.conn, applier.control):
+            if c is not None:
+                c.close()
+    assert dec.rows("SELECT p, c, v::text, n FROM {s}.t") == [(1, 1, "3.5", None)]

@@ -26,7 +26,7 @@ from cdc_worker.decode import Change, DecodeError, Kind, UnknownColumns, decode
 from cdc_worker.dlq import DeadLetter, DeadLetterSink
 from cdc_worker.offsets import OffsetStore
 from cdc_worker.sources import NotInSource, SchemaPending, confirm_new_columns
-from cdc_worker.tables import IncompatibleTable, parse_comment, prepare
+from cdc_worker.tables import IncompatibleTable, prepare
 from cdc_worker.target import Target
 from cdc_worker.write import SchemaBehind, TableWriter
 
@@ -203,18 +203,13 @@ class BatchApplier:
                 found = cur.fetchall()
             if not found:
                 return  # another thread caught up meanwhile
-            schema = rt.target.schema
-            added: dict[str, str] = {}
-            for _name, comment in found:
-                parsed = parse_comment(comment)
-                if parsed is not None and parsed[0] not in schema.known:
-                    schema = schema.with_column(*parsed)
-                    added[parsed[0]] = parsed[1]
-            target = rt.target.with_schema(schema)
             try:
-                writer = prepare(conn, target, create=rt.cfg.create_table)
+                writer = prepare(conn, rt.target, create=rt.cfg.create_table)
             except (psycopg.OperationalError, psycopg.InterfaceError) as e:
                 raise Transient(str(e)) from e
+            known = rt.target.schema.known
+            added = {c.name: str(c.cql) for c in writer.t.schema.columns if c.name not in known}
+            target = writer.t
             rt.writer, rt.target = writer, target
             rt.version += 1
             self._staged[(id(conn), topic)] = rt.version
@@ -234,6 +229,7 @@ class BatchApplier:
         conn = self.control_connection()
         try:
             rt.writer = prepare(conn, target, create=rt.cfg.create_table)
+            target = rt.writer.t  # with any columns other workers added meanwhile
         except REJECTED as e:  # e.g. a name PostgreSQL refuses: this event's problem
             conn.rollback()
             raise DecodeError(f"cannot add columns {sorted(types)}: {e}") from e

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import os
 import sys
 
@@ -12,6 +13,9 @@ from cdc_worker.observe import setup_logging
 
 
 def main(argv: list[str] | None = None) -> int:
+    # A crash in native code (librdkafka, libpq, the Cassandra driver's event loop) prints
+    # every thread's Python stack to stderr instead of vanishing silently.
+    faulthandler.enable()
     parser = argparse.ArgumentParser(
         prog="cdc-worker",
         description="Replicates Debezium Cassandra change events from Kafka into PostgreSQL.",

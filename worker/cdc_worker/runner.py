@@ -94,7 +94,7 @@ class Worker:
                 M.QUARANTINED.labels(cfg.pipeline, name).set(1)
                 log.error("table_quarantined", table=name, reason=why)
                 continue
-            tables[tc.topic] = TableRuntime(tc, target, writer)
+            tables[tc.topic] = TableRuntime(tc, writer.t, writer)
         conn.close()
         ksettings = kafka_settings(cfg, self.env)
         producer = Producer({**ksettings, "enable.idempotence": True, "linger.ms": 5})

@@ -57,6 +57,7 @@ def prepare(
             _check_key(conn, target)
         for stmt in ddl(target):
             conn.execute(stmt)
+        target = _learn_added_columns(conn, target)
         current = {
             str(name): (str(typ), int(str(num)))
             for name, typ, num in conn.execute(
@@ -96,6 +97,24 @@ def prepare(
         conn.execute(stmt)
     conn.commit()
     return writer
+
+
+def _learn_added_columns(conn: psycopg.Connection[tuple[object, ...]], target: Target) -> Target:
+    """The target with the columns other workers added by schema evolution (their comments say
+    source name and CQL type). A writer built without them would pass the schema-version fence
+    (write.py: it only looks for columns newer than the writer) and merge rows as if those
+    columns did not exist: a delete would leave their values behind."""
+    schema = target.schema
+    for (comment,) in conn.execute(
+        "SELECT col_description(attrelid, attnum) FROM pg_attribute "
+        "WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped "
+        "AND attname NOT LIKE '\\_cdc%%' ORDER BY attnum",
+        (target.fq,),
+    ).fetchall():
+        parsed = parse_comment(comment)
+        if parsed is not None and parsed[0] not in schema.known:
+            schema = schema.with_column(*parsed)
+    return target if schema is target.schema else target.with_schema(schema)
 
 
 def _check_key(conn: psycopg.Connection[tuple[object, ...]], target: Target) -> None:

@@ -10,6 +10,7 @@ from cassandra.auth import PlainTextAuthProvider
 from cassandra.cluster import Cluster
 from cassandra.policies import DCAwareRoundRobinPolicy
 
+from cdc_operator.appliers.cassandra_pool import SessionPool
 from cdc_operator.appliers.tls import ca_file
 from cdc_operator.builders.source_check import judge
 from cdc_operator.models import CassandraSpec
@@ -17,6 +18,9 @@ from cdc_operator.models import CassandraSpec
 
 class CassandraError(Exception):
     pass
+
+
+SESSIONS = SessionPool()
 
 
 def _cluster(spec: CassandraSpec, username: str | None, password: str | None) -> Cluster:
@@ -56,50 +60,56 @@ def enable_cdc_and_read_schemas(
 
     One missing or refused table only affects itself; Cassandra being unreachable raises.
     """
-    cluster = _cluster(spec, username, password)
+    tls = spec.tls
+    key = SESSIONS.key(
+        tuple(spec.contact_points), spec.local_datacenter, username,
+        (tls.ca_bundle, tls.verify_hostname) if tls is not None else None, password=password,
+    )  # fmt: skip
     try:
-        session = cluster.connect()
-        out: dict[tuple[str, str], SourceTable] = {}
-        for ks, table in tables:
-            row = session.execute(
-                "SELECT cdc FROM system_schema.tables WHERE keyspace_name = %s AND table_name = %s",
-                (ks, table),
-            ).one()
-            if row is None:
-                why = f"table {ks}.{table} does not exist in Cassandra"
-                out[(ks, table)] = SourceTable(problem=("SourceTableNotFound", why))
-                continue
-            cols = list(session.execute(
-                "SELECT column_name, type, kind, position, clustering_order FROM "
-                "system_schema.columns WHERE keyspace_name = %s AND table_name = %s",
-                (ks, table),
-            ))  # fmt: skip
-            verdict = judge({c.column_name: c.type for c in cols},
-                            {c.column_name: c.kind for c in cols})  # fmt: skip
-            if verdict.refused:
-                out[(ks, table)] = SourceTable(problem=(
-                    "UnsupportedColumns", f"{ks}.{table}: " + "; ".join(verdict.refused)
-                    + " (cdc is not enabled on it)"))  # fmt: skip
-                continue
-            if not row.cdc:
-                session.execute(f'ALTER TABLE "{ks}"."{table}" WITH cdc = true')
-
-            def ordered(kind: str, cols: list[Any] = cols) -> list[str]:
-                return [c.column_name for c in sorted(
-                    (c for c in cols if c.kind == kind), key=lambda c: c.position)]  # fmt: skip
-
-            out[(ks, table)] = SourceTable(schema={
-                "partitionKey": ordered("partition_key"),
-                "clusteringKey": ordered("clustering"),
-                "descending": [c.column_name for c in cols if c.clustering_order == "desc"],
-                "static": [c.column_name for c in cols if c.kind == "static"],
-                "columns": {c.column_name: c.type for c in cols},
-            }, inexact=verdict.inexact)  # fmt: skip
-        return out
+        with SESSIONS.session(key, lambda: _cluster(spec, username, password)) as session:
+            return _per_table(session, tables)
     except CassandraError:
         raise
     except Exception as e:
         # The driver's messages can carry the username or host details: the class name only.
         raise CassandraError(f"Cassandra unavailable: {type(e).__name__}") from None
-    finally:
-        cluster.shutdown()
+
+
+def _per_table(session: Any, tables: list[tuple[str, str]]) -> dict[tuple[str, str], SourceTable]:
+    out: dict[tuple[str, str], SourceTable] = {}
+    for ks, table in tables:
+        row = session.execute(
+            "SELECT cdc FROM system_schema.tables WHERE keyspace_name = %s AND table_name = %s",
+            (ks, table),
+        ).one()
+        if row is None:
+            why = f"table {ks}.{table} does not exist in Cassandra"
+            out[(ks, table)] = SourceTable(problem=("SourceTableNotFound", why))
+            continue
+        cols = list(session.execute(
+            "SELECT column_name, type, kind, position, clustering_order FROM "
+            "system_schema.columns WHERE keyspace_name = %s AND table_name = %s",
+            (ks, table),
+        ))  # fmt: skip
+        verdict = judge({c.column_name: c.type for c in cols},
+                        {c.column_name: c.kind for c in cols})  # fmt: skip
+        if verdict.refused:
+            out[(ks, table)] = SourceTable(problem=(
+                "UnsupportedColumns", f"{ks}.{table}: " + "; ".join(verdict.refused)
+                + " (cdc is not enabled on it)"))  # fmt: skip
+            continue
+        if not row.cdc:
+            session.execute(f'ALTER TABLE "{ks}"."{table}" WITH cdc = true')
+
+        def ordered(kind: str, cols: list[Any] = cols) -> list[str]:
+            return [c.column_name for c in sorted(
+                (c for c in cols if c.kind == kind), key=lambda c: c.position)]  # fmt: skip
+
+        out[(ks, table)] = SourceTable(schema={
+            "partitionKey": ordered("partition_key"),
+            "clusteringKey": ordered("clustering"),
+            "descending": [c.column_name for c in cols if c.clustering_order == "desc"],
+            "static": [c.column_name for c in cols if c.kind == "static"],
+            "columns": {c.column_name: c.type for c in cols},
+        }, inexact=verdict.inexact)  # fmt: skip
+    return out

@@ -110,6 +110,7 @@ class Scan:
         self.target = target_for(cfg, tc)
         self.conn: Conn = pg_connect(cfg, env)
         self.writer = prepare(self.conn, self.target, create=tc.create_table)
+        self.target = self.writer.t  # with columns schema evolution added
         self.pg = PgSide(self.target, self.writer.attnums)
         self.pg.ensure(self.conn)
         self.cluster = connect(cfg.cassandra, env, opts.contact_points)
