@@ -20,11 +20,13 @@ from typing import Any, Protocol
 import psycopg
 import structlog
 
+from cdc_worker import cassandra_client
 from cdc_worker.coalesce import Coalesced, coalesce, column_types
 from cdc_worker.config import CassandraConfig, TableConfig
 from cdc_worker.decode import Change, DecodeError, Kind, UnknownColumns, decode
 from cdc_worker.dlq import DeadLetter, DeadLetterSink
 from cdc_worker.offsets import OffsetStore
+from cdc_worker.reread import Rereader
 from cdc_worker.sources import NotInSource, SchemaPending, confirm_new_columns
 from cdc_worker.tables import IncompatibleTable, prepare
 from cdc_worker.target import Target
@@ -78,6 +80,7 @@ class Decoded:
     newest_ts: dict[str, int] = field(default_factory=dict)
     consumed: Counter[str] = field(default_factory=Counter)
     prepared: dict[str, tuple[TableWriter, Coalesced, str]] | None = None  # per topic
+    reread: dict[str, list[Change]] = field(default_factory=dict)  # per topic (reread.py)
 
 
 @dataclass(slots=True)
@@ -120,6 +123,8 @@ class BatchApplier:
         # Schema changes of a table (from decoding on the loop, or from the fence on the write
         # and sweep threads) replace its writer one at a time.
         self.schema_lock = threading.RLock()
+        self._cassandra: Any = None  # a driver Cluster, for `reread` tables only
+        self._rereaders: dict[str, tuple[int, Rereader]] = {}
 
     # -- connections ------------------------------------------------------------------------
     def _open(self, old: psycopg.Connection[tuple[Any, ...]] | None) -> Any:
@@ -175,7 +180,38 @@ class BatchApplier:
             out.ops[(rt.name, _OPS[ch.kind])] += 1
             if ch.ts > out.newest_ts.get(rt.name, 0):
                 out.newest_ts[rt.name] = ch.ts
+        self._reread(out)
         return out
+
+    # -- reread -----------------------------------------------------------------------------
+    def _rereader(self, topic: str) -> Rereader | None:
+        rt = self.tables[topic]
+        cfg = rt.cfg.reread
+        if cfg is None or self.cassandra is None:
+            return None
+        cached = self._rereaders.get(topic)
+        if cached is not None and cached[0] == rt.version:
+            return cached[1]
+        if self._cassandra is None:
+            self._cassandra = cassandra_client.cluster(self.cassandra).connect()
+        rr = Rereader(self._cassandra, rt.target.schema, cfg.consistency, cfg.rows_per_second)
+        self._rereaders[topic] = (rt.version, rr)
+        return rr
+
+    def reread_columns(self, topic: str) -> frozenset[str]:
+        cached = self._rereaders.get(topic)
+        return cached[1].names if cached is not None else frozenset()
+
+    def _reread(self, d: Decoded) -> None:
+        """For `reread` tables: the streamed collection deltas out, Cassandra's values in."""
+        for topic, items in d.changes.items():
+            try:
+                rr = self._rereader(topic)
+                if rr is None or not rr.names:
+                    continue
+                d.reread[topic] = rr.read(rr.strip(c for _, c in items))
+            except Exception as e:  # the driver's errors: wait for Cassandra, lose nothing
+                raise Transient(f"Cassandra unavailable for reread: {type(e).__name__}") from e
 
     def _decode_one(self, rt: TableRuntime, m: Message) -> Change:
         try:
@@ -249,7 +285,7 @@ class BatchApplier:
         out: dict[str, tuple[TableWriter, Coalesced, str]] = {}
         for topic, items in d.changes.items():
             rt = self.tables[topic]
-            batch = coalesce(rt.target.schema, [c for _, c in items])
+            batch = coalesce(rt.target.schema, [c for _, c in items] + d.reread.get(topic, []))
             # The writer is pinned: a schema change while this batch is in flight builds a new
             # one, whose staging table is a superset of this one's.
             out[topic] = (rt.writer, batch, rt.writer.render(batch))
@@ -303,8 +339,8 @@ class BatchApplier:
             for topic in d.prepared:
                 self.ensure_staging(conn, topic)
             with conn.transaction(), conn.cursor() as cur:
-                for writer, batch, rendered in d.prepared.values():
-                    r = writer.write(cur, batch, now, rendered)
+                for topic, (writer, batch, rendered) in d.prepared.items():
+                    r = writer.write(cur, batch, now, rendered, self.reread_columns(topic))
                     live, dead = live + r.live, dead + r.dead
                 self.offsets.store(cur, d.next_offsets)
         except REJECTED as e:
@@ -333,6 +369,13 @@ class BatchApplier:
                             live, dead = live + r.live, dead + r.dead
                     except REJECTED as e:
                         bad.append(_letter(m, rt.name, e))
+                reread = d.reread.get(topic)
+                if reread:  # what Cassandra holds now for the rows of these events
+                    one = coalesce(rt.target.schema, reread)
+                    with conn.transaction():
+                        rt.writer.clear(cur)
+                        r = rt.writer.write(cur, one, now, reread=self.reread_columns(topic))
+                        live, dead = live + r.live, dead + r.dead
             try:
                 self.dlq.send(bad)
             except (ConnectionError, BufferError) as e:

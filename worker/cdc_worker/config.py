@@ -108,6 +108,15 @@ class TableSchemaConfig(_Model):
     columns: dict[str, str] = Field(min_length=1)
 
 
+class RereadConfig(_Model):
+    """Take non-frozen collections from Cassandra instead of the stream (reread.py)."""
+
+    consistency: Literal[
+        "ONE", "TWO", "THREE", "QUORUM", "ALL", "LOCAL_QUORUM", "EACH_QUORUM", "LOCAL_ONE"
+    ] = "LOCAL_QUORUM"
+    rows_per_second: float = Field(default=0, ge=0)  # 0: unlimited
+
+
 class TableConfig(_Model):
     topic: str = Field(min_length=1)
     source: SourceRef
@@ -116,6 +125,7 @@ class TableConfig(_Model):
     create_table: bool = True
     columns: ColumnsConfig = Field(default_factory=ColumnsConfig)
     schema_: TableSchemaConfig | None = Field(default=None, alias="schema")
+    reread: RereadConfig | None = None
 
 
 class BatchConfig(_Model):

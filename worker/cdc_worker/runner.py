@@ -35,6 +35,7 @@ from cdc_worker.gaps import Gap, GapStore
 from cdc_worker.http import Health, serve
 from cdc_worker.observe import setup_tracing
 from cdc_worker.offsets import OffsetStore
+from cdc_worker.reread import UnsupportedReread, check_keys
 from cdc_worker.sources import SchemaUnavailable, resolve_schema
 from cdc_worker.sweep import Sweeper
 from cdc_worker.tables import IncompatibleTable, prepare
@@ -85,8 +86,11 @@ class Worker:
                     frozenset(cols.exclude),
                     tuple(cols.rename.items()),
                 )
+                if tc.reread is not None:
+                    check_keys(schema)
                 writer = prepare(conn, target, create=tc.create_table)
-            except (SchemaUnavailable, IncompatibleTable, psycopg.errors.DataError,
+            except (SchemaUnavailable, IncompatibleTable, UnsupportedReread,
+                    psycopg.errors.DataError,
                     psycopg.errors.SyntaxErrorOrAccessRuleViolation) as e:  # fmt: skip
                 conn.rollback()
                 why = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
@@ -320,7 +324,8 @@ class Worker:
                 return decoded
             except Transient as e:
                 M.ERRORS.labels(self.cfg.pipeline, "schema_pending").inc()
-                self.health.set_ready(False, f"SchemaPending: {str(e).splitlines()[0]}")
+                why = "CassandraUnavailable" if "reread" in str(e) else "SchemaPending"
+                self.health.set_ready(False, f"{why}: {str(e).splitlines()[0]}")
                 log.warning("decode_retry", error=str(e).splitlines()[0], delay=delay)
             if not self._hold(source, delay, generation):
                 return None

@@ -436,13 +436,18 @@ class TableWriter:
         batch: Coalesced,
         now_us: int,
         rendered: str | None = None,
+        reread: frozenset[str] = frozenset(),
     ) -> WriteResult:
+        """Merge `batch`; the cells it holds of the `reread` columns replace the stored ones
+        whatever their times (reread.py: they were read from Cassandra after what is stored)."""
         payload = self.render(batch) if rendered is None else rendered
         with cur.copy(self.copy_stage) as cp:
             if payload:
                 cp.write(payload)
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (self.t.lock_key,))
         self.fence(cur)
+        for stmt in self._forget_sql(reread):
+            cur.execute(stmt)
         if batch.partition_dels:
             with cur.copy(self.copy_pdel) as cp:
                 for pk, ts in batch.partition_dels.items():
@@ -463,6 +468,24 @@ class TableWriter:
             assert res is not None
         total, live = int(str(res[0])), int(str(res[1]))
         return WriteResult(total, live, total - live)
+
+    def _forget_sql(self, columns: frozenset[str]) -> list[str]:
+        """Drop the stored write time of `columns` where the batch stages a cell of them, so
+        the staged cell wins the merge unless a tombstone newer than it shadows it."""
+        out: list[str] = []
+        on = " AND ".join(f"x.{qi(k.target)} = s.{qi(k.target)}" for k in self.keys)
+        for c in self.vals:
+            if c.source not in columns:
+                continue
+            a, i = self.attnums[c.target], self.val_index[c.source] + 1
+            for table in (self.t.fq, *([] if self.t.delete_mode is DeleteMode.SOFT
+                                       else [self.t.dead])):  # fmt: skip
+                out.append(
+                    f"UPDATE {table} x SET _cdc_ts[{a}] = NULL, _cdc_exp[{a}] = NULL "
+                    f"FROM {self.stage} s WHERE {on} AND s._cdc_ts[{i}] IS NOT NULL "
+                    f"AND x._cdc_ts[{a}] IS NOT NULL"
+                )
+        return out
 
     def _batch_ranges(
         self, cur: psycopg.Cursor[tuple[object, ...]], range_dels: dict[Key, list[RangeTombstone]]

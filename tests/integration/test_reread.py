@@ -1,0 +1,135 @@
+"""`reread`: non-frozen collections taken from Cassandra, judged by Cassandra itself.
+
+The connector emits a non-frozen collection as a delta, and an element removal or an
+overwrite looks like an append (docs/debezium-wire-format.md), so no merge of the stream can
+be exact. With `reread` the worker re-reads those columns for every row an event touches. CQL
+into the stack's Cassandra → the agent → Kafka → the worker (running while the history is
+written) → PostgreSQL, compared with a `SELECT` from Cassandra: removals, overwrites, map
+entry deletes, a row that lives only through a collection and vanishes with its last element,
+a row delete newer than the elements and a newer append after it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from cassandra.cluster import Cluster
+
+from tests.integration.test_pipeline_exact import _agent, _prefix
+from tests.integration.test_worker_process import _dsn_without_password
+from tests.support.worker_proc import WorkerProcess, create_topics, free_port, wait_for
+
+pytestmark = pytest.mark.integration
+
+FIRST = [
+    "INSERT INTO {t} (p, c, v, s, l, m) VALUES (1, 1, 1, {{'a', 'b'}}, [1, 2], {{'x': 1}}) "
+    "USING TIMESTAMP 1000",
+    "UPDATE {t} USING TIMESTAMP 5000 SET s = {{'z'}} WHERE p = 1 AND c = 2",
+    "UPDATE {t} USING TIMESTAMP 7000 SET s = s + {{'only'}} WHERE p = 2 AND c = 1",
+    "INSERT INTO {t} (p, c, v, s) VALUES (3, 1, 3, {{'q'}}) USING TIMESTAMP 9000",
+    "UPDATE {t} USING TIMESTAMP 9000 SET s = s + {{'kept'}} WHERE p = 4 AND c = 1",
+]
+SECOND = [
+    # An element removal arrives as {'a'}: the stream alone would store {'a'}.
+    "UPDATE {t} USING TIMESTAMP 2000 SET s = s - {{'a'}} WHERE p = 1 AND c = 1",
+    "UPDATE {t} USING TIMESTAMP 3000 SET s = s + {{'c'}}, l = l + [3] WHERE p = 1 AND c = 1",
+    "DELETE m['x'] FROM {t} USING TIMESTAMP 4000 WHERE p = 1 AND c = 1",
+    "UPDATE {t} USING TIMESTAMP 4000 SET m['y'] = 2 WHERE p = 1 AND c = 1",
+    "UPDATE {t} USING TIMESTAMP 10000 SET l = l - [1] WHERE p = 1 AND c = 1",
+    # An overwrite arrives like an append.
+    "UPDATE {t} USING TIMESTAMP 6000 SET s = {{'w'}} WHERE p = 1 AND c = 2",
+    # A row that exists only through its set disappears with its last element.
+    "UPDATE {t} USING TIMESTAMP 8000 SET s = s - {{'only'}} WHERE p = 2 AND c = 1",
+    # A row delete newer than the elements, then a newer append.
+    "DELETE FROM {t} USING TIMESTAMP 9500 WHERE p = 3 AND c = 1",
+    "UPDATE {t} USING TIMESTAMP 9600 SET s = s + {{'r'}} WHERE p = 3 AND c = 1",
+    # An older row delete than the element: the element stays.
+    "DELETE FROM {t} USING TIMESTAMP 8500 WHERE p = 4 AND c = 1",
+]
+
+
+def test_collections_equal_what_cassandra_selects(
+    stack: Callable[..., dict[str, str]], tmp_path: Path
+) -> None:
+    env = stack("postgres", "kafka", "cassandra", "debezium")
+    host, _, port = env["CASSANDRA_CONTACT_POINTS"].rpartition(":")
+    cluster = Cluster([host], port=int(port), protocol_version=5)
+    session = cluster.connect()
+    ks = f"reread_{uuid.uuid4().hex[:6]}"
+    session.execute(f"CREATE KEYSPACE {ks} WITH replication = "
+                    "{'class': 'SimpleStrategy', 'replication_factor': 1}")  # fmt: skip
+    session.execute(f"CREATE TABLE {ks}.t (p int, c int, v int, s set<text>, l list<int>, "
+                    "m map<text, int>, PRIMARY KEY (p, c)) WITH cdc = true")  # fmt: skip
+
+    def captured() -> bool:
+        st = _agent(env)
+        return f"{ks}.t" in st.get("agent_tables", []) and st.get("phase") == "ready"
+
+    wait_for(captured, 120, "the agent to capture the table")
+    topic = f"{_prefix(env)}.{ks}.t"
+    name = f"r{uuid.uuid4().hex[:8]}"
+    create_topics(env["KAFKA_BOOTSTRAP_SERVERS"], f"{name}.dlq", partitions=1)
+    with contextlib.suppress(Exception):  # the agent may have created it already
+        create_topics(env["KAFKA_BOOTSTRAP_SERVERS"], topic, partitions=1)
+    dsn = env["PG_DSN"]
+    cfg = {
+        "pipeline": name,
+        "kafka": {"bootstrapServers": env["KAFKA_BOOTSTRAP_SERVERS"], "groupId": f"g-{name}",
+                  "deadLetterTopic": f"{name}.dlq"},
+        "postgres": {"dsn": _dsn_without_password(dsn), "schema": name},
+        "cassandra": {"contactPoints": [env["CASSANDRA_CONTACT_POINTS"]]},
+        "tables": [{"topic": topic, "source": {"keyspace": ks, "table": "t"},
+                    "target": {"table": "t"}, "reread": {"consistency": "ONE"}}],
+        "batch": {"maxEvents": 500, "maxWaitMs": 200},
+        "httpPort": free_port(),
+    }  # fmt: skip
+    w = WorkerProcess(tmp_path, cfg, {"POSTGRES_PASSWORD": "cdc"}).start()
+    pg = psycopg.connect(dsn, autocommit=True)
+    try:
+
+        def cassandra() -> list[tuple[Any, ...]]:
+            rows = session.execute(f"SELECT p, c, v, s, l, m FROM {ks}.t")
+            return sorted((r.p, r.c, r.v, sorted(r.s) if r.s else None, list(r.l) if r.l else None,
+                           dict(r.m) if r.m else None) for r in rows)  # fmt: skip
+
+        def postgres() -> list[tuple[Any, ...]]:
+            try:
+                rows = pg.execute(f"SELECT p, c, v, s, l, m FROM {name}.t").fetchall()
+            except psycopg.errors.UndefinedTable:
+                return []
+            return sorted((p, c, v, sorted(s) if s else None, li or None, m or None)
+                          for p, c, v, s, li, m in rows)  # fmt: skip
+
+        seen: list[Any] = [None]
+
+        def equal() -> bool:
+            seen[0] = (cassandra(), postgres())
+            return bool(seen[0][0] == seen[0][1])
+
+        for part in (FIRST, SECOND):
+            for stmt in part:
+                session.execute(stmt.format(t=f"{ks}.t"))
+            try:
+                wait_for(equal, 90, "PostgreSQL to equal Cassandra")
+            except AssertionError as e:
+                raise AssertionError(f"{e}: (cassandra, postgres) = {seen[0]}; worker log:\n"
+                                     f"{w.logs()[-3000:]}") from None  # fmt: skip
+        rows = {(r[0], r[1]): r[2:] for r in cassandra()}
+        # What Cassandra answers is what the history says (a check on the test itself).
+        assert rows[(1, 1)] == (1, ["b", "c"], [2, 3], {"y": 2})
+        assert rows[(1, 2)] == (None, ["w"], None, None)
+        assert (2, 1) not in rows
+        assert rows[(3, 1)] == (None, ["r"], None, None)
+        assert rows[(4, 1)] == (None, ["kept"], None, None)
+        assert "dead_letter" not in w.logs()
+    finally:
+        w.stop()
+        pg.close()
+        session.execute(f"DROP KEYSPACE {ks}")
+        cluster.shutdown()
