@@ -339,6 +339,19 @@ class BackfillSpec(Model):
     parallelism: int = Field(default=1, ge=1, le=16)
 
 
+class RereadSpec(Model):
+    """Non-frozen collections taken from Cassandra instead of the stream's deltas: for every
+    row an event touches, the worker re-reads them (docs/worker.md, "reread")."""
+
+    enabled: bool = False
+    consistency: Literal["ONE", "LOCAL_ONE", "QUORUM", "LOCAL_QUORUM", "ALL"] = Field(
+        default="LOCAL_QUORUM", description="at least what the writes overlap (ALL for ONE)"
+    )
+    rows_per_second: int = Field(
+        default=0, ge=0, le=10_000_000, description="re-read rows/s per worker (0: no limit)"
+    )
+
+
 class TableReplicationSpec(Model):
     """One Cassandra table replicated by a pipeline into one PostgreSQL table."""
 
@@ -356,6 +369,7 @@ class TableReplicationSpec(Model):
     create_table: bool = True
     verify: VerifySpec | None = None
     backfill: BackfillSpec | None = None
+    reread: RereadSpec | None = None
 
 
 class ScanStatus(Model):

@@ -498,7 +498,8 @@ async def _table_statuses(
         else:
             conds = set_condition(conds, "Ready", ok, reason, msg, gen)
         if source is not None and source.schema is not None:
-            conds = _exact(conds, source, gen)
+            reread = ref.spec.reread is not None and ref.spec.reread.enabled
+            conds = _exact(conds, source, gen, reread)
         view = (scans or {}).get(ref.name)
         insync = [c for c in (view.conditions or []) if c["type"] == "InSync"] if view else []
         for c in insync:
@@ -526,13 +527,29 @@ async def _table_statuses(
                                     status)  # fmt: skip
 
 
-def _exact(conds: list[dict[str, Any]], source: SourceTable, gen: int | None) -> Any:
-    """`Exact`: whether every column can be replicated exactly through the connector."""
-    if not source.inexact:
+def _exact(
+    conds: list[dict[str, Any]], source: SourceTable, gen: int | None, reread: bool = False
+) -> Any:
+    """`Exact`: whether every column can be replicated exactly through the connector; with
+    `reread`, regular non-frozen collections are, since they come from Cassandra."""
+    inexact = dict(source.inexact)
+    reread_cols: list[str] = []
+    if reread and "NonFrozenCollection" in inexact:
+        static = set(inexact.get("StaticColumn", []))
+        reread_cols = [c for c in inexact["NonFrozenCollection"] if c not in static]
+        left = [c for c in inexact.pop("NonFrozenCollection") if c in static]
+        if left:
+            inexact["NonFrozenCollection"] = left
+    if not inexact and reread_cols:
+        return set_condition(conds, "Exact", True, "Reread",
+                             f"non-frozen collections ({', '.join(reread_cols)}) are re-read "
+                             "from Cassandra for every event; an element expiring by TTL leaves "
+                             "PostgreSQL at the row's next event or verify", gen)  # fmt: skip
+    if not inexact:
         return set_condition(conds, "Exact", True, "AllColumnsExact",
                              "every column is replicated exactly", gen)  # fmt: skip
-    detail = "; ".join(f"{why}: {', '.join(cols)}" for why, cols in sorted(source.inexact.items()))
-    return set_condition(conds, "Exact", False, sorted(source.inexact)[0],
+    detail = "; ".join(f"{why}: {', '.join(cols)}" for why, cols in sorted(inexact.items()))
+    return set_condition(conds, "Exact", False, sorted(inexact)[0],
                          f"the connector cannot replicate these exactly ({detail}); "
                          "see docs/debezium-wire-format.md", gen)  # fmt: skip
 

@@ -11,7 +11,7 @@ from cdc_operator.builders import manifests
 from cdc_operator.builders.conditions import set_condition, summarize
 from cdc_operator.builders.debezium import properties
 from cdc_operator.builders.worker_config import Table, worker_config
-from cdc_operator.models import CdcPipelineSpec, TableReplicationSpec
+from cdc_operator.models import CdcPipelineSpec, RereadSpec, TableReplicationSpec
 from cdc_worker.config import WorkerConfig
 
 SPEC = CdcPipelineSpec.model_validate({
@@ -49,6 +49,16 @@ def test_worker_config_is_what_the_worker_accepts() -> None:
     assert orders.schema_.partition_key == ["id"]
     assert (users.target.schema_, users.target.table) == ("crm", "customers")
     assert "password" not in yaml.safe_dump(doc).lower()
+
+
+def test_reread_reaches_the_worker_config_only_when_enabled() -> None:
+    on = ORDERS.model_copy(update={"reread": RereadSpec(enabled=True, consistency="ALL")})
+    off = USERS.model_copy(update={"reread": RereadSpec(enabled=False)})
+    doc = worker_config("team-a", "shop", SPEC, [Table("u", off), Table("o", on, SCHEMA)])
+    orders, users = WorkerConfig.model_validate(doc).tables
+    assert orders.reread is not None
+    assert (orders.reread.consistency, orders.reread.rows_per_second) == ("ALL", 0)
+    assert users.reread is None
 
 
 def test_debezium_properties_per_node() -> None:

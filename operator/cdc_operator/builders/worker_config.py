@@ -86,5 +86,8 @@ def worker_config(namespace: str, pipeline: str, spec: CdcPipelineSpec, tables: 
             entry["columns"]["include"] = list(tr.columns.include)
         if t.schema is not None:
             entry["schema"] = t.schema
+        if tr.reread is not None and tr.reread.enabled:
+            entry["reread"] = {"consistency": tr.reread.consistency,
+                               "rowsPerSecond": tr.reread.rows_per_second}  # fmt: skip
         doc["tables"].append(entry)
     return doc
