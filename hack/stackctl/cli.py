@@ -1,4 +1,4 @@
-"""`hack/stack up|down|restart|status|env|logs`: one entry point for the local stack.
+"""`hack/stack up|down|restart|status|env|logs|tool`: one entry point for the local stack.
 
 Components are started in dependency order and stopped in reverse; every
 command acts on all components unless some are named. `up X` also starts what X
@@ -13,7 +13,7 @@ import shlex
 import subprocess
 import sys
 
-from . import deps, tls
+from . import deps, tls, tools
 from .cassandra_ring import Cassandra
 from .core import Component, StackError, log
 from .debezium_ring import DebeziumRing
@@ -90,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("doctor", help="report prerequisites and packages, with fixes")
     sub.add_parser("versions")
     sub.add_parser("logs").add_argument("component")
+    tool = sub.add_parser("tool", help="print a built tool's path (promtool, helm), building it")
+    tool.add_argument("name", choices=sorted(tools.TOOLS))
     args = ap.parse_args(argv)
     try:
         if args.cmd in ("deps", "doctor"):
@@ -98,6 +100,9 @@ def main(argv: list[str] | None = None) -> int:
             lines, ok = deps.doctor()
             print("\n".join(lines), file=sys.stderr if ok and args.cmd == "deps" else sys.stdout)
             return 0 if ok else 1
+        if args.cmd == "tool":
+            print(tools.path(args.name))
+            return 0
         if args.cmd in ("up", "restart", "versions"):
             deps.install()
         if args.cmd == "up":
