@@ -22,6 +22,21 @@ from cdc_worker.gaps import Gap, check
 
 log = structlog.get_logger("cdc_worker.consume")
 
+# Kafka refusing this worker (credentials, certificate, ACLs): librdkafka retries by itself and
+# reports these only to the error callback, so without one the worker looked ready while it
+# consumed nothing. They make readiness false, naming Kafka, until a partition is assigned or
+# no refusal came for REFUSAL_TTL seconds (librdkafka retries a refused connection within its
+# reconnect backoff, at most 10 s, so a lasting refusal keeps repeating; a passing one, say a
+# broker restarting mid-handshake, must not keep the worker unready for ever).
+REFUSAL_TTL = 30.0
+REFUSED = {
+    KafkaError._AUTHENTICATION: "authentication failed",
+    KafkaError.SASL_AUTHENTICATION_FAILED: "authentication failed",
+    KafkaError._SSL: "TLS handshake failed",
+    KafkaError.TOPIC_AUTHORIZATION_FAILED: "not authorized for a topic",
+    KafkaError.GROUP_AUTHORIZATION_FAILED: "not authorized for the consumer group",
+}
+
 
 class Source:
     def __init__(
@@ -46,6 +61,7 @@ class Source:
                 "max.poll.interval.ms": 600_000,
                 "session.timeout.ms": 30_000,
                 "fetch.max.bytes": 64 * 1024 * 1024,
+                "error_cb": self._on_error,
             }
         )
         self.load_offsets = load_offsets
@@ -53,13 +69,32 @@ class Source:
         self.assigned: set[tuple[str, int]] = set()
         self.generation = 0  # bumps on every revoke/loss: a batch from an older one is abandoned
         self.paused: set[tuple[str, int]] = set()
+        self._refused: tuple[str, float] | None = None  # why Kafka refuses us, and when
         if topics:  # every table quarantined: nothing to consume, the worker idles not ready
             self.consumer.subscribe(
                 topics, on_assign=self._on_assign, on_revoke=self._on_revoke,
                 on_lost=self._on_revoke,
             )  # fmt: skip
 
+    def _on_error(self, err: KafkaError) -> None:
+        why = REFUSED.get(err.code())
+        if why is None:
+            log.warning("kafka_error", error=str(err.str()))
+            return
+        refused = f"Kafka {why}: {err.str()}"
+        if refused != self.refused:  # once per distinct refusal, not on every retry
+            log.error("kafka_refused", hop="kafka", reason=why, error=str(err.str()))
+        self._refused = (refused, time.monotonic())
+
+    @property
+    def refused(self) -> str | None:
+        """Why Kafka refuses this worker, while it keeps doing so (for readiness)."""
+        if self._refused is None or time.monotonic() - self._refused[1] > REFUSAL_TTL:
+            return None
+        return self._refused[0]
+
     def _on_assign(self, consumer: Consumer, parts: list[TopicPartition]) -> None:
+        self._refused = None  # the group coordinator accepted this worker
         keys = [(p.topic, p.partition) for p in parts]
         stored = self.load_offsets(keys)
         start = self._checked(consumer, stored)

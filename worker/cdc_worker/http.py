@@ -24,6 +24,7 @@ class Health:
         self.reason = "starting"
         self.stall_seconds = stall_seconds
         self.gap: str | None = None  # an unacknowledged data gap keeps the worker not ready
+        self.kafka: str | None = None  # Kafka refusing the worker (consume.Source.refused)
 
     def tick(self) -> None:
         self.last_loop = time.monotonic()
@@ -46,9 +47,10 @@ def serve(port: int, health: Health) -> ThreadingHTTPServer:
                 body, code = (b"ok\n" if ok else b"stalled\n"), (200 if ok else 503)
                 ctype = "text/plain"
             elif self.path == "/readyz":
-                ok = health.ready and health.alive and not health.gap
+                ok = health.ready and health.alive and not health.gap and not health.kafka
                 why = health.reason if not health.ready else (
-                    f"DataGap: {health.gap}" if health.gap else "stalled")  # fmt: skip
+                    f"DataGap: {health.gap}" if health.gap
+                    else health.kafka or "stalled")  # fmt: skip
                 text = "ok" if ok else f"not ready: {why}"
                 body, code, ctype = (text + "\n").encode(), (200 if ok else 503), "text/plain"
             else:

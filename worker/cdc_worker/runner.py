@@ -146,6 +146,8 @@ class Worker:
                 if self.stopping:
                     raise
                 M.ERRORS.labels(self.cfg.pipeline, what).inc()
+                if not self.health.ready:  # readiness names the failing hop and why (#12)
+                    self.health.set_ready(False, f"{what}: {str(e).splitlines()[0]}")
                 log.warning("retrying", what=what, error=str(e).splitlines()[0], delay=delay)
                 time.sleep(delay)
                 delay = min(delay * 2, 30.0)
@@ -250,6 +252,7 @@ class Worker:
         for (t, p), n in lag.items():
             M.CONSUMER_LAG.labels(pipeline, t, str(p)).set(n)
         self._status.heartbeat(len(source.assigned), self._applied_total, sum(lag.values()))
+        self.health.kafka = source.refused  # credentials/TLS/ACL refusals name the hop (#12)
 
     def _traced_write(self, applier: BatchApplier, decoded: Decoded, ctx: Context) -> Outcome:
         with self.tracer.start_as_current_span("cdc.write", context=ctx):

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
 from cdc_operator.builders.names import group_id, topic
 from cdc_operator.models import CdcPipelineSpec, TableReplicationSpec
 
-HTTP_PORT = 8081  # not 8080: on the local node (host network) the operator Pod uses 8080
+# Not 8080: on the local node (host network) the operator Pod uses 8080. Overridable for a
+# shared host network, where another process may already hold the port on every address.
+HTTP_PORT = int(os.environ.get("CDC_OPERATOR_WORKER_HTTP_PORT", "8081"))
 CONFIG_DIR = "/etc/cdc"  # the worker ConfigMap's mount: worker.yaml and the CA files
 
 
