@@ -20,11 +20,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from cdc_worker.scan.digest import Digest, row_hash, row_text
+from cdc_worker.scan.digest import Digest, row_hash
 from cdc_worker.scan.pgside import Conn, PgRow, PgSide
 from cdc_worker.scan.reader import ScanRow
 from cdc_worker.scan.ring import TokenRange
-from cdc_worker.scan.values import canon
+from cdc_worker.scan.values import canon_fn
 from cdc_worker.target import Target
 
 
@@ -63,32 +63,57 @@ class Comparer:
         # A Cassandra row with no live replicated cell exists only through its row marker,
         # which the worker holds when every column is replicated; otherwise it is ambiguous.
         self.all_columns = len(self.vals) == len(target.schema.values)
+        self._key_fns = [canon_fn(c.cql) for c in self.keys]
+        self._val_fns = [(c.source, canon_fn(c.col.cql)) for c in self.vals]
         self.digest_queries = 0
 
     def canon_row(self, r: ScanRow, now_us: int) -> CRow | None:
-        key = "".join(f"{len(s)}:{s}" for s in (canon(c.cql, v) or "" for c, v in
-                                                 zip(self.keys, r.key, strict=True)))  # fmt: skip
+        ks = [f(v) or "" for f, v in zip(self._key_fns, r.key, strict=True)]
+        key = "".join([f"{len(s)}:{s}" for s in ks])
         fields: list[str | None] = []
+        parts = [key]
         newest = 0
         near = False
-        for c in self.vals:
-            value, wt, exp = r.cells.get(c.source, (None, None, None))
-            if exp is not None and abs(exp - now_us) <= self.lag_us:
-                near = True
-            live = value is not None and (exp is None or exp > now_us)
-            fields.append(canon(c.col.cql, value) if live else None)
-            if live and wt is not None and wt > newest:
+        lag = self.lag_us
+        cells = r.cells
+        for source, fn in self._val_fns:
+            cell = cells.get(source)
+            if cell is None:
+                fields.append(None)
+                parts.append("~")
+                continue
+            value, wt, exp = cell
+            if exp is not None:
+                if abs(exp - now_us) <= lag:
+                    near = True
+                if exp <= now_us:
+                    value = None
+            s = None if value is None else fn(value)
+            fields.append(s)
+            if s is None:
+                parts.append("~")
+            else:
+                parts.append(f"{len(s)}:{s}")
+            if value is not None and wt is not None and wt > newest:
                 newest = wt
-        if all(f is None for f in fields) and not self.all_columns:
+        if not self.all_columns and all(f is None for f in fields):
             return None
-        text = key + row_text(fields)
-        return CRow(r, key, tuple(fields), row_hash(text), now_us if near else newest)
+        return CRow(r, key, tuple(fields), row_hash("".join(parts)), now_us if near else newest)
+
+    def canon_rows(self, rows: Sequence[ScanRow], now_us: int) -> list[CRow]:
+        return [c for c in (self.canon_row(x, now_us) for x in rows) if c is not None]
 
     def compare(
         self, conn: Conn, r: TokenRange, rows: Sequence[ScanRow], now_us: int
     ) -> list[Diff]:
-        crows = [c for c in (self.canon_row(x, now_us) for x in rows) if c is not None]
-        return self._drill(conn, r, crows, now_us, None)
+        return self._drill(conn, r, self.canon_rows(rows, now_us), now_us, None)
+
+    def compare_canon(
+        self, conn: Conn, r: TokenRange, crows: list[CRow], now_us: int, pg_digest: Digest
+    ) -> list[Diff]:
+        """`compare` with the Cassandra rows already in digest form and PostgreSQL's digest
+        of `r` already known (computed for many ranges in one query, `PgSide.digests`)."""
+        return self._drill(conn, r, crows, now_us, pg_digest)
 
     def _drill(
         self, conn: Conn, r: TokenRange, crows: list[CRow], now_us: int, pg_d: Digest | None

@@ -55,6 +55,8 @@ def row_hash(text: str) -> int:
 
 # -- SQL ----------------------------------------------------------------------------------------
 
+NOW = "%(now)s"  # the scan's `now` (µs) as a query parameter; an SQL expression may stand in
+
 
 def canon_sql(t: CqlType, expr: str) -> str:
     """SQL computing `values.canon` of the stored value `expr` (NULL stays NULL)."""
@@ -88,26 +90,27 @@ def key_text_sql(keys: Sequence[Column], alias: str = "m") -> str:
     return " || ".join(lp_sql(canon_sql(c.col.cql, f"{alias}.{qi(c.target)}")) for c in keys)
 
 
-def live_value_sql(c: Column, attnum: int, alias: str = "m") -> str:
-    """The stored value if live at %(now)s, else NULL (an expired cell reads as deleted)."""
+def live_value_sql(c: Column, attnum: int, alias: str = "m", now: str = NOW) -> str:
+    """The stored value if live at `now`, else NULL (an expired cell reads as deleted)."""
     v = f"{alias}.{qi(c.target)}"
     return (
-        f"CASE WHEN {alias}._cdc_exp[{attnum}] IS NULL OR {alias}._cdc_exp[{attnum}] > %(now)s "
+        f"CASE WHEN {alias}._cdc_exp[{attnum}] IS NULL OR {alias}._cdc_exp[{attnum}] > {now} "
         f"THEN {v} END"
     )
 
 
 def value_fields_sql(
-    vals: Sequence[Column], attnums: dict[str, int], alias: str = "m"
+    vals: Sequence[Column], attnums: dict[str, int], alias: str = "m", now: str = NOW
 ) -> list[str]:
-    return [canon_sql(c.col.cql, live_value_sql(c, attnums[c.target], alias)) for c in vals]
+    return [canon_sql(c.col.cql, live_value_sql(c, attnums[c.target], alias, now)) for c in vals]
 
 
 def row_text_sql(
-    keys: Sequence[Column], vals: Sequence[Column], attnums: dict[str, int], alias: str = "m"
-) -> str:
+    keys: Sequence[Column], vals: Sequence[Column], attnums: dict[str, int], alias: str = "m",
+    now: str = NOW,
+) -> str:  # fmt: skip
     fields = [canon_sql(c.col.cql, f"{alias}.{qi(c.target)}") for c in keys]
-    fields += value_fields_sql(vals, attnums, alias)
+    fields += value_fields_sql(vals, attnums, alias, now)
     return " || ".join(lp_sql(f) for f in fields)
 
 
@@ -115,12 +118,15 @@ def hash_sql(text_sql: str) -> str:
     return f"('x' || left(md5({text_sql}), 16))::bit(64)::bigint"
 
 
-def alive_sql(vals: Sequence[Column], attnums: dict[str, int], soft: bool, alias: str = "m") -> str:
+def alive_sql(
+    vals: Sequence[Column], attnums: dict[str, int], soft: bool, alias: str = "m",
+    now: str = NOW,
+) -> str:  # fmt: skip
     """A stored row Cassandra would return: a live value or a live row marker."""
-    parts = [f"{live_value_sql(c, attnums[c.target], alias)} IS NOT NULL" for c in vals]
+    parts = [f"{live_value_sql(c, attnums[c.target], alias, now)} IS NOT NULL" for c in vals]
     parts.append(
         f"({alias}._cdc_marker_ts IS NOT NULL AND "
-        f"({alias}._cdc_marker_exp IS NULL OR {alias}._cdc_marker_exp > %(now)s))"
+        f"({alias}._cdc_marker_exp IS NULL OR {alias}._cdc_marker_exp > {now}))"
     )
     cond = "(" + " OR ".join(parts) + ")"
     return f"({alias}._cdc_deleted_at IS NULL AND {cond})" if soft else cond

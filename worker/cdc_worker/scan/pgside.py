@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
 
 import psycopg
@@ -63,6 +64,17 @@ class PgSide:
         self.digest_sql = (
             f"SELECT count(*), COALESCE(sum({hash_sql(text)}), 0) FROM {fq} m "
             f"WHERE {rng} AND {alive}"
+        )
+        # Many contiguous ranges (start_1 < ... < start_n, each ending where the next starts)
+        # in one statement: a row's range is width_bucket(token - 1, starts) (ranges are
+        # start-exclusive, width_bucket's buckets start-inclusive), its `now` that range's.
+        now = "(%(nows)s::bigint[])[b.i]"
+        many_text = row_text_sql(self.keys, self.vals, self.attnums, now=now)
+        self.digests_sql = (
+            f"SELECT b.i, count(*), COALESCE(sum({hash_sql(many_text)}), 0) FROM {fq} m "
+            "CROSS JOIN LATERAL (SELECT width_bucket(m._cdc_token - 1, %(starts)s::bigint[]) "
+            "AS i) b WHERE m._cdc_token > %(lo)s AND m._cdc_token <= %(hi)s AND "
+            f"{alive_sql(self.vals, self.attnums, soft, now=now)} GROUP BY b.i"
         )
         fields = value_fields_sql(self.vals, self.attnums)
         ts = [f"m._cdc_ts[{self.attnums[c.target]}]" for c in self.vals]
@@ -128,12 +140,16 @@ class PgSide:
                 return done
 
     def set_tokens(
-        self, conn: Conn, part_texts: Sequence[Sequence[str]], toks: Sequence[int]
-    ) -> int:
-        """Set tokens by partition key (PostgreSQL text per column), as read from Cassandra."""
+        self, conn: Conn, part_texts: Sequence[Sequence[str]], toks: Sequence[int],
+        transaction: bool = True,
+    ) -> int:  # fmt: skip
+        """Set tokens by partition key (PostgreSQL text per column), as read from Cassandra
+        (in a transaction of its own, or with `transaction=False` in the caller's)."""
         if not toks:
             return 0
         cols = [[k[i] for k in part_texts] for i in range(len(self.part))]
+        if not transaction:
+            return self._set(conn, cols, list(toks))
         with conn.transaction():
             return self._set(conn, cols, list(toks))
 
@@ -148,6 +164,21 @@ class PgSide:
         conn.commit()
         assert row is not None
         return Digest(int(row[0]), int(row[1]))
+
+    def digests(self, conn: Conn, ranges: Sequence[tuple[TokenRange, int]]) -> list[Digest]:
+        """`digest(r, now)` of each (r, now), in one statement: the ranges must be contiguous."""
+        if not ranges:
+            return []
+        for (a, _), (b, _) in pairwise(ranges):
+            if a.end != b.start:
+                raise ValueError(f"ranges not contiguous: {a} then {b}")
+        params = {
+            "lo": ranges[0][0].start, "hi": ranges[-1][0].end,
+            "starts": [r.start for r, _ in ranges], "nows": [now for _, now in ranges],
+        }  # fmt: skip
+        got = {int(i): Digest(int(n), int(s)) for i, n, s in conn.execute(self.digests_sql, params)}
+        conn.commit()
+        return [got.get(i, Digest(0, 0)) for i in range(1, len(ranges) + 1)]
 
     def rows(self, conn: Conn, r: TokenRange, now_us: int, lag_us: int) -> list[PgRow]:
         cur = conn.execute(

@@ -22,8 +22,11 @@ that exists only through its row marker has no readable write time.
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections import deque
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -120,6 +123,8 @@ class Reader:
         self._row = self._prepare(f"{base} WHERE {where}")
         self.nkey = len(schema.primary_key)
         self.has_clustering = bool(schema.clustering)
+        self._names = [c.name for c in self.columns]
+        self._profile = _tuple_profile(session)
 
     def _prepare(self, cql: str) -> Any:
         ps = self.session.prepare(cql)
@@ -137,10 +142,77 @@ class Reader:
             out += self._rows(self._row.bind(k))
         return out
 
+    def read_ranges(
+        self, ranges: Iterable[TokenRange], window: int = 4, ahead: int = 8
+    ) -> Generator[tuple[TokenRange, list[ScanRow]], None, None]:
+        """`(r, self.read(r))` for each range in order, read ahead by a thread.
+
+        The thread keeps `window` range queries in flight (Cassandra works on the
+        next ranges while this one is decoded) and up to `ahead` decoded ranges
+        queued, so the caller's PostgreSQL work and Python work overlap the reads.
+        Closing the iterator early stops the thread.
+        """
+        q: queue.Queue[Any] = queue.Queue(maxsize=max(1, ahead))
+        stop = threading.Event()
+
+        def put(item: Any) -> None:
+            while not stop.is_set():
+                try:
+                    q.put(item, timeout=0.2)
+                    return
+                except queue.Full:
+                    continue
+
+        def produce() -> None:
+            try:
+                it = iter(ranges)
+                futures: deque[tuple[TokenRange, Any, list[int]]] = deque()
+
+                def submit() -> None:
+                    r = next(it, None)
+                    if r is not None:
+                        arrived = [0]  # µs when the first page came (it may wait in `futures`)
+                        fut = self._execute_async(self._range.bind((r.start, r.end)))
+                        fut.add_callback(_stamp, arrived)
+                        futures.append((r, fut, arrived))
+
+                for _ in range(max(1, window)):
+                    submit()
+                while futures and not stop.is_set():
+                    r, fut, arrived = futures.popleft()
+                    rs = fut.result()
+                    submit()
+                    put((r, list(self._pages(rs, arrived[0] or None))))
+                put(_END)
+            except BaseException as e:  # handed to the consumer, raised there
+                put(e)
+
+        t = threading.Thread(target=produce, name="scan-reader", daemon=True)
+        t.start()
+        try:
+            while True:
+                item = q.get()
+                if item is _END:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()
+            t.join(timeout=120)
+
+    def _execute_async(self, stmt: Any) -> Any:
+        if self._profile is None:
+            return self.session.execute_async(stmt)
+        return self.session.execute_async(stmt, execution_profile=self._profile)
+
     def _rows(self, stmt: Any) -> Iterator[ScanRow]:
-        rs = self.session.execute(stmt)
+        return self._pages(self._execute_async(stmt).result())
+
+    def _pages(self, rs: Any, first_us: int | None = None) -> Iterator[ScanRow]:
         while True:
-            now_us = int(time.time() * 1_000_000)
+            now_us = first_us or int(time.time() * 1_000_000)
+            first_us = None
             now_s = now_us // 1_000_000
             page = rs.current_rows
             for row in page:
@@ -158,9 +230,31 @@ class Reader:
             return None  # a partition holding only static cells: no row to replicate
         cells: dict[str, Cell] = {}
         i = 1 + self.nkey
-        for c in self.columns:
-            value, wt, ttl = row[i], row[i + 1], row[i + 2]
+        for name in self._names:
+            ttl = row[i + 2]
+            if ttl is None:
+                cells[name] = (row[i], row[i + 1], None)
+            else:
+                cells[name] = (row[i], row[i + 1], (now_s + int(ttl)) * 1_000_000)
             i += 3
-            expiry = (now_s + int(ttl)) * 1_000_000 if ttl is not None else None
-            cells[c.name] = (value, wt, expiry)
         return ScanRow(int(row[0]), key, cells, now_us)
+
+
+_END = object()
+
+
+def _stamp(_rows: Any, arrived: list[int]) -> None:
+    arrived[0] = int(time.time() * 1_000_000)
+
+
+def _tuple_profile(session: Any) -> Any:
+    """The session's default execution profile with plain tuples as rows (the driver's
+    named tuples cost a class lookup and an object per row; the scanner indexes rows)."""
+    from cassandra.cluster import EXEC_PROFILE_DEFAULT
+    from cassandra.query import tuple_factory
+
+    try:
+        clone = session.execution_profile_clone_update
+        return clone(EXEC_PROFILE_DEFAULT, row_factory=tuple_factory)
+    except Exception:  # a session without execution profiles (legacy settings): its defaults
+        return None

@@ -23,18 +23,23 @@ time CQL does not expose: it gets a marker at the time the row was read.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
-from cdc_worker.coalesce import coalesce
+import psycopg
+
+from cdc_worker.coalesce import Coalesced, coalesce
 from cdc_worker.decode import Change, Kind
 from cdc_worker.scan.compare import Diff
 from cdc_worker.scan.pgside import Conn, PgSide
 from cdc_worker.scan.reader import ScanRow
-from cdc_worker.scan.values import pg_text
+from cdc_worker.scan.values import pg_text, pg_text_fn
 from cdc_worker.schema import TableSchema
 from cdc_worker.write import TableWriter
 
 Key = tuple[str | None, ...]
+Cursor = psycopg.Cursor[tuple[Any, ...]]
 
 
 def row_key(schema: TableSchema, r: ScanRow) -> Key:
@@ -62,22 +67,94 @@ def part_texts(schema: TableSchema, key: Key) -> list[str]:
     return [str(k) for k in key[: len(schema.partition_key)]]
 
 
-def write_rows(
-    conn: Conn, writer: TableWriter, pg: PgSide, rows: Sequence[ScanRow], now_us: int
-) -> int:
-    """Backfill: merge Cassandra rows as they are; returns the rows written."""
-    schema = writer.t.schema
+class RowConverter:
+    """`row_key`/`row_changes`/`part_texts` for one schema, each column's converter chosen once
+    (`values.pg_text_fn`): the same results, without per-cell type dispatch (backfill's path)."""
+
+    def __init__(self, schema: TableSchema) -> None:
+        self.schema = schema
+        self.key_fns = [pg_text_fn(c.cql) for c in schema.primary_key]
+        self.val_fns = [(c.name, pg_text_fn(c.cql)) for c in schema.values]
+        self.npart = len(schema.partition_key)
+
+    def key(self, r: ScanRow) -> Key:
+        return tuple([f(v) for f, v in zip(self.key_fns, r.key, strict=True)])
+
+    def changes(self, r: ScanRow, key: Key) -> list[Change]:
+        by_ts: dict[int, dict[str, tuple[str | None, int | None]]] = {}
+        cells = r.cells
+        for name, fn in self.val_fns:
+            cell = cells.get(name)
+            if cell is None:
+                continue
+            value, wt, exp = cell
+            if value is None or wt is None:
+                continue
+            text = fn(value)
+            if text is not None:
+                got = by_ts.get(wt)
+                if got is None:
+                    by_ts[wt] = {name: (text, exp)}
+                else:
+                    got[name] = (text, exp)
+        if not by_ts:
+            return [Change(Kind.WRITE, r.read_us, key, {}, True, None)]
+        return [Change(Kind.WRITE, ts, key, cells, False, None) for ts, cells in by_ts.items()]
+
+    def part_texts(self, key: Key) -> list[str]:
+        return [str(k) for k in key[: self.npart]]
+
+
+@dataclass(slots=True)
+class Prepared:
+    """A backfill chunk ready for PostgreSQL: the coalesced batch, its COPY text, and the
+    partition keys with their tokens (`_cdc_token`)."""
+
+    batch: Coalesced
+    rendered: str
+    parts: list[list[str]]
+    toks: list[int]
+    rows: int
+
+
+def prepare_rows(conv: RowConverter, writer: TableWriter, rows: Sequence[ScanRow]) -> Prepared:
+    """The Python half of `write_rows` (no PostgreSQL): changes → coalesce → COPY text."""
     changes: list[Change] = []
     parts: list[list[str]] = []
     toks: list[int] = []
     for r in rows:
-        key = row_key(schema, r)
-        changes += row_changes(schema, r, key)
-        parts.append(part_texts(schema, key))
+        key = conv.key(r)
+        changes += conv.changes(r, key)
+        parts.append(conv.part_texts(key))
         toks.append(r.token)
-    _merge(conn, writer, pg, changes, [], now_us)
-    pg.set_tokens(conn, parts, toks)
-    return len(rows)
+    batch = coalesce(writer.t.schema, changes)
+    return Prepared(batch, writer.render(batch), parts, toks, len(rows))
+
+
+def write_prepared(
+    conn: Conn, writer: TableWriter, pg: PgSide, p: Prepared, now_us: int,
+    also: Callable[[Cursor], None] | None = None,
+) -> int:  # fmt: skip
+    """The PostgreSQL half of `write_rows`: the worker's merge and the rows' tokens in one
+    transaction (with `also`, e.g. the scan's checkpoint); returns the rows written."""
+    with conn.transaction(), conn.cursor() as cur:
+        cur.execute(f"TRUNCATE {writer.stage}")
+        if p.batch.events:
+            writer.write(cur, p.batch, now_us, p.rendered)
+        pg.set_tokens(conn, p.parts, p.toks, transaction=False)
+        if also is not None:
+            also(cur)
+    return p.rows
+
+
+def write_rows(
+    conn: Conn, writer: TableWriter, pg: PgSide, rows: Sequence[ScanRow], now_us: int
+) -> int:
+    """Backfill: merge Cassandra rows as they are; returns the rows written."""
+    if not rows:
+        return 0
+    prepared = prepare_rows(RowConverter(writer.t.schema), writer, rows)
+    return write_prepared(conn, writer, pg, prepared, now_us)
 
 
 def repair(conn: Conn, writer: TableWriter, pg: PgSide, diffs: Sequence[Diff], now_us: int) -> int:

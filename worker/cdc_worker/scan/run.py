@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -24,8 +26,9 @@ from cdc_worker.config import TableConfig, WorkerConfig
 from cdc_worker.connect import pg_connect
 from cdc_worker.scan import repair as R
 from cdc_worker.scan.compare import Comparer, Diff
+from cdc_worker.scan.digest import Digest
 from cdc_worker.scan.pgside import CHECKPOINTS_DDL, Conn, PgSide
-from cdc_worker.scan.reader import Reader, connect, ring_tokens
+from cdc_worker.scan.reader import Reader, ScanRow, connect, ring_tokens
 from cdc_worker.scan.ring import TokenRange, plan, slice_of
 from cdc_worker.sources import resolve_schema
 from cdc_worker.tables import prepare
@@ -155,17 +158,20 @@ class Scan:
             )
         return 0
 
-    def _ck_save(self, next_range: int, done: bool = False) -> None:
+    def _ck_args(self, next_range: int, done: bool = False) -> tuple[str, tuple[Any, ...]]:
         r = self.result
+        return (
+            f"UPDATE {qi(self.target.pg_schema)}._cdc_scan_checkpoints SET next_range = %s, "
+            "rows_checked = %s, rows_differing = %s, rows_repaired = %s, rows_in_flight = %s, "
+            "done = %s, updated_at = now() WHERE kind = %s AND table_name = %s "
+            "AND slice_index = %s AND slice_count = %s",
+            (next_range, r.rowsChecked, r.rowsDiffering, r.rowsRepaired, r.rowsInFlight,
+             done, *self._ck_key()),
+        )  # fmt: skip
+
+    def _ck_save(self, next_range: int, done: bool = False) -> None:
         with self.conn.transaction():
-            self.conn.execute(
-                f"UPDATE {qi(self.target.pg_schema)}._cdc_scan_checkpoints SET next_range = %s, "
-                "rows_checked = %s, rows_differing = %s, rows_repaired = %s, rows_in_flight = %s, "
-                "done = %s, updated_at = now() WHERE kind = %s AND table_name = %s "
-                "AND slice_index = %s AND slice_count = %s",
-                (next_range, r.rowsChecked, r.rowsDiffering, r.rowsRepaired, r.rowsInFlight,
-                 done, *self._ck_key()),
-            )  # fmt: skip
+            self.conn.execute(*self._ck_args(next_range, done))
 
     # -- the scan -------------------------------------------------------------------------------
     def run(self) -> ScanResult:
@@ -178,38 +184,93 @@ class Scan:
         ).hexdigest()
         start = self._ck_load(plan_id, len(ranges))
         res.ranges = len(ranges)
-        pending: list[Diff] = []
-        buffered: list[Any] = []
-        for idx in range(start, len(ranges)):
-            r = ranges[idx]
-            rows = self.reader.read(r)
-            res.rowsChecked += len(rows)
+        res.rangesDone = start
+        # One thread beside this one does PostgreSQL's share (a backfill chunk's merge, a verify
+        # chunk's digests) while this one prepares the next chunk and the reader thread reads
+        # ahead: Cassandra, PostgreSQL and the Python work overlap instead of taking turns.
+        with ThreadPoolExecutor(1, thread_name_prefix="scan-pg") as pool:
             if o.kind == "backfill":
-                buffered += rows
-                if len(buffered) >= o.batch_rows or idx == len(ranges) - 1:
-                    res.rowsRepaired += R.write_rows(
-                        self.conn, self.writer, self.pg, buffered, int(time.time() * 1e6)
-                    )
-                    buffered = []
-                    self._ck_save(idx + 1)
+                self._backfill(pool, ranges, start)
             else:
-                pending += self._verify_range(r, rows)
-                self._ck_save(idx + 1)
-            res.rangesDone = idx + 1
-        if pending:
-            self._recheck(pending)
+                pending = self._verify(pool, ranges, start)
+                if pending:
+                    self._recheck(pending)
         res.duration = round(time.monotonic() - t0, 3)
         res.progress = 1.0 if not ranges else round(res.rangesDone / len(ranges), 4)
         self._ck_save(len(ranges), done=True)
         return res
 
-    def _verify_range(self, r: TokenRange, rows: list[Any]) -> list[Diff]:
-        read_us = min((x.read_us for x in rows), default=int(time.time() * 1e6))
+    def _chunks(
+        self, ranges: list[TokenRange], start: int
+    ) -> Iterator[list[tuple[int, TokenRange, list[ScanRow]]]]:
+        """The slice's ranges from `start` with their rows, read ahead, in chunks of contiguous
+        ranges holding about `batch_rows` rows (at most 512 ranges)."""
+        chunk: list[tuple[int, TokenRange, list[ScanRow]]] = []
+        n = 0
+        stream = self.reader.read_ranges(ranges[start:])
+        try:
+            for idx, (r, rows) in enumerate(stream, start):
+                if chunk and chunk[-1][1].end != r.start:
+                    yield chunk
+                    chunk, n = [], 0
+                chunk.append((idx, r, rows))
+                n += len(rows)
+                if n >= self.opts.batch_rows or len(chunk) >= 512:
+                    yield chunk
+                    chunk, n = [], 0
+            if chunk:
+                yield chunk
+        finally:
+            stream.close()
+
+    def _backfill(self, pool: ThreadPoolExecutor, ranges: list[TokenRange], start: int) -> None:
+        res = self.result
+        conv = R.RowConverter(self.target.schema)
+        writing: Future[int] | None = None
+        for chunk in self._chunks(ranges, start):
+            rows = [x for _, _, rs in chunk for x in rs]
+            prepared = R.prepare_rows(conv, self.writer, rows)
+            if writing is not None:
+                writing.result()  # one chunk in PostgreSQL at a time, in order
+            res.rowsChecked += len(rows)
+            res.rowsRepaired += len(rows)
+            res.rangesDone = chunk[-1][0] + 1
+            ck = self._ck_args(res.rangesDone)  # the counters as of this chunk
+
+            def also(cur: Any, ck: tuple[str, tuple[Any, ...]] = ck) -> None:
+                cur.execute(*ck)
+
+            writing = pool.submit(
+                R.write_prepared, self.conn, self.writer, self.pg, prepared,
+                int(time.time() * 1e6), also,
+            )  # fmt: skip
+        if writing is not None:
+            writing.result()
+
+    def _verify(self, pool: ThreadPoolExecutor, ranges: list[TokenRange], start: int) -> list[Diff]:
+        res = self.result
+        pending: list[Diff] = []
+        for chunk in self._chunks(ranges, start):
+            specs = []
+            for _, r, rows in chunk:
+                specs.append((r, min((x.read_us for x in rows), default=int(time.time() * 1e6))))
+            digests = pool.submit(self._pg_digests, specs)  # PostgreSQL works meanwhile ...
+            crows = [self.cmp.canon_rows(rows, now) for (_, _, rows), (_, now) in
+                     zip(chunk, specs, strict=True)]  # fmt: skip
+            pg_ds = digests.result()  # ... on the digests of the same ranges
+            for (_, r, rows), (_, now), cr, d in zip(chunk, specs, crows, pg_ds, strict=True):
+                res.rowsChecked += len(rows)
+                diffs = self.cmp.compare_canon(self.conn, r, cr, now, d)
+                self._count([x for x in diffs if not self.cmp.in_flight(x, now)])
+                pending += [x for x in diffs if self.cmp.in_flight(x, now)]
+            res.rangesDone = chunk[-1][0] + 1
+            self._ck_save(res.rangesDone)
+        return pending
+
+    def _pg_digests(self, specs: list[tuple[TokenRange, int]]) -> list[Digest]:
         self.pg.fill_tokens(self.conn)
-        diffs = self.cmp.compare(self.conn, r, rows, read_us)
-        settled = [d for d in diffs if not self.cmp.in_flight(d, read_us)]
-        self._count(settled)
-        return [d for d in diffs if self.cmp.in_flight(d, read_us)]
+        self.cmp.digest_queries += 1
+        return self.pg.digests(self.conn, specs)
 
     def _count(self, diffs: list[Diff]) -> None:
         res = self.result

@@ -16,7 +16,9 @@ floats, hex for bytes, `host()` for inet, jsonb's own text for jsonb).
 from __future__ import annotations
 
 import base64
+import math
 import struct
+from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from ipaddress import ip_address
@@ -219,3 +221,73 @@ def murmur3_token(key: bytes) -> int:
 
 def is_time_type(t: CqlType) -> bool:
     return t.name in _TIME_TYPES
+
+
+# -- per-column converters (the scan's hot path) -----------------------------------------------
+# `pg_text`/`canon` dispatch on the type name for every cell. A scan converts millions of cells
+# of a handful of columns, so each column gets its converter once: the common scalar types
+# (every column of a typical table) by a direct expression that returns exactly what the
+# generic function would for a driver value of that type, anything else by the generic one.
+
+_INT_NAMES = ("tinyint", "smallint", "int", "bigint", "varint")
+_TEXT_NAMES = ("text", "ascii", "varchar")
+
+
+def _pg_text_str(v: Any) -> str | None:
+    if v is None:
+        return None
+    if "\x00" in v:  # rejected by to_pg_text: let it raise its own error
+        return to_pg_text(CqlType("text"), v)
+    return str(v)
+
+
+def _int_text(v: Any) -> str | None:
+    return None if v is None else str(v)
+
+
+def _float_text(v: Any) -> str | None:
+    if v is None:
+        return None
+    f = float(v)
+    return repr(f) if math.isfinite(f) else to_pg_text(CqlType("double"), f)
+
+
+def _bool_text(v: Any) -> str | None:
+    return None if v is None else ("true" if v else "false")
+
+
+def pg_text_fn(t: CqlType) -> Callable[[Any], str | None]:
+    """`lambda v: pg_text(t, v)`, specialised for the common scalar types."""
+    n = t.name
+    if t.args or t.is_collection:
+        return lambda v: pg_text(t, v)
+    if n in _TEXT_NAMES:
+        return _pg_text_str
+    if n in _INT_NAMES:
+        return _int_text
+    if n in ("float", "double"):
+        return _float_text
+    if n == "boolean":
+        return _bool_text
+    return lambda v: pg_text(t, v)
+
+
+def _canon_float(v: Any) -> str | None:
+    return None if v is None else _pack_d(float(v)).hex()
+
+
+_pack_d = struct.Struct(">d").pack
+
+
+def canon_fn(t: CqlType) -> Callable[[Any], str | None]:
+    """`lambda v: canon(t, v)`, specialised for the common scalar types."""
+    n = t.name
+    if t.args or t.is_collection:
+        return lambda v: canon(t, v)
+    if n in _TEXT_NAMES or n in _INT_NAMES:
+        return _int_text  # str(v)
+    if n in ("float", "double"):
+        return _canon_float
+    if n == "boolean":
+        return _bool_text
+    return lambda v: canon(t, v)
