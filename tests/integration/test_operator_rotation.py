@@ -98,6 +98,7 @@ class Rig:
     # The workers' HTTP port (CDC_OPERATOR_WORKER_HTTP_PORT): the local node shares the host's
     # network, where a process binding 0.0.0.0:8081 would keep every worker Pod from starting.
     worker_port: int = field(default_factory=free_port)
+    pg_ca: str | None = None  # a CA bundle for PostgreSQL other than the stack's (untrusted)
 
     # Names -----------------------------------------------------------------------------
     @property
@@ -251,7 +252,8 @@ class Rig:
                       "deadLetterTopic": self.dlq, "topic": {"partitions": 2}},
             "postgres": {"host": env["PG_SECURE_HOST"], "port": int(env["PG_SECURE_PORT"]),
                          "database": "cdc", "schema": self.role, "sslMode": "verify-full",
-                         "caBundle": ca, "credentials": {"vaultPath": f"{self.ns}/postgres"}},
+                         "caBundle": self.pg_ca or ca,
+                         "credentials": {"vaultPath": f"{self.ns}/postgres"}},
             "redis": {"url": env["REDIS_TLS_URL"], "caBundle": ca,
                       "credentials": {"vaultPath": f"{self.ns}/redis"}},
             # Refreshed every 2 s (the operator's timer runs every 2 s in these tests).
@@ -497,31 +499,47 @@ def test_rotating_postgres_and_kafka_passwords_rolls_workers_without_loss(
         op.stop()
 
 
-# What each hop's refusal looks like in the worker's own log line and in its readiness: both
-# name the hop (the log line is the worker's structured one, not librdkafka's own output).
+# What each hop's refusal looks like in the worker's own log line (which also says why) and in
+# its readiness: both name the hop (the worker's structured line, not librdkafka's own output).
 HOP_SIGNS = {
-    "postgres": ('"what": "postgres_connect"', "postgres_connect: "),
-    "kafka": ('"event": "kafka_refused"', "kafka authentication failed"),
-}
+    "postgres": ('"what": "postgres_connect"', "password authentication failed",
+                 "postgres_connect: "),
+    "kafka": ('"event": "kafka_refused"', "authentication failed", "kafka authentication failed"),
+    "postgres-tls": ('"what": "postgres_connect"', "certificate verify failed",
+                     "postgres_connect: "),
+}  # fmt: skip
 
 
-@pytest.mark.parametrize("hop", ["postgres", "kafka"])
+def foreign_ca(tmp: Path) -> str:
+    """A CA certificate that signed none of the stack's servers."""
+    key, crt = tmp / "foreign.key", tmp / "foreign.crt"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+                    str(key), "-out", str(crt), "-days", "1", "-subj", "/CN=not-the-stack-ca"],
+                   check=True, capture_output=True)  # fmt: skip
+    return crt.read_text()
+
+
+@pytest.mark.parametrize("hop", ["postgres", "kafka", "postgres-tls"])
 def test_wrong_credentials_name_the_hop_and_nothing_is_lost_once_fixed(
     rig: Rig, tmp_path: Path, hop: str
 ) -> None:
     started = time.monotonic()
     wrong = _pw()
-    rig.setup(wrong={hop: wrong})
+    if hop == "postgres-tls":  # the right password, but a CA that did not sign the server
+        rig.pg_ca = foreign_ca(tmp_path)
+        rig.setup()
+    else:
+        rig.setup(wrong={hop: wrong})
     op = _start(rig, tmp_path)
     try:
         until(lambda: rig.condition("SecretsReady").get("status") == "True" and bool(rig.pods()),
               120, "the Secret and a worker Pod", rig, op)  # fmt: skip
         rig.produce(150)  # produced while the worker cannot get through
-        log_sign, ready_sign = HOP_SIGNS[hop]
+        log_sign, why, ready_sign = HOP_SIGNS[hop]
         until(lambda: log_sign in rig.logs(), 90, f"a worker log line saying {log_sign!r}",
               rig, op)  # fmt: skip
         line = next(ln for ln in rig.logs().splitlines() if log_sign in ln)
-        assert "authentication failed" in line.lower(), line  # and says why
+        assert why in line.lower(), line  # and says why
         # Readiness says why, naming the hop; the pipeline shows its workers unavailable.
         until(lambda: any(ready_sign in readyz(p, rig.worker_port).lower()
                           for p in rig.pods()), 60,
@@ -535,12 +553,16 @@ def test_wrong_credentials_name_the_hop_and_nothing_is_lost_once_fixed(
         assert rig.dead_letters() == 0
         _no_secret_in(rig.logs() + op.logs(), wrong, rig.pg_password, rig.kafka_password)
 
-        # The fix: the right password in Vault. The operator refreshes, the worker rolls.
+        # The fix: the right password in Vault (the operator refreshes it), or the right CA in
+        # the spec. Either way the worker rolls.
         old_pods = {p["metadata"]["name"] for p in rig.pods()}
         if hop == "postgres":
             rig.write_vault("postgres", rig.role, rig.pg_password)
-        else:
+        elif hop == "kafka":
             rig.write_vault("kafka-worker", rig.kafka_user, rig.kafka_password)
+        else:
+            rig.pg_ca = None
+            rig.cluster.apply(rig.pipeline(IMAGE))
         until(lambda: any(p["metadata"]["name"] not in old_pods for p in rig.ready_pods()),
               120, "a new worker Pod ready with the fixed credentials", rig, op)  # fmt: skip
         rig.produce(150)
