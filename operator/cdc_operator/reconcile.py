@@ -39,6 +39,7 @@ from cdc_operator.kafka_step import kafka_settings, topic_wants
 from cdc_operator.models import GROUP, VERSION, CdcPipelineSpec, TableReplicationSpec
 from cdc_operator.progress import PROGRESS
 from cdc_operator.security import policy
+from cdc_worker.hops import explain
 
 API = f"{GROUP}/{VERSION}"
 
@@ -407,6 +408,7 @@ async def _reconcile(
             )  # fmt: skip
         except Exception:
             progress = {}
+    conds = _workers_report(conds, progress.get("notReady") or {}, gen)
     agents = await _agents(spec, [f"{tr.source.keyspace}.{tr.source.table}" for _, tr in trs])
     for type_, ok, reason, message in agents_step.conditions(agents):
         conds = set_condition(conds, type_, ok, reason, message, gen)
@@ -525,6 +527,18 @@ async def _table_statuses(
         if {k: ref.status.get(k) for k in status} != status:
             await asyncio.to_thread(kube.patch_status, API, "TableReplication", ref.name, ns,
                                     status)  # fmt: skip
+
+
+def _workers_report(conds: list[dict[str, Any]], codes: dict[str, int], gen: int | None) -> Any:
+    """Workers that are not ready say why as a code naming the hop (worker hops.py): it becomes
+    the reason of `WorkersAvailable=False`, so the failing hop shows in `kubectl get`."""
+    cur = next((c for c in conds if c["type"] == "WorkersAvailable"), None)
+    if cur is None or cur["status"] != "False" or cur["reason"] != "WorkersNotReady" or not codes:
+        return conds
+    code = max(sorted(codes), key=lambda k: codes[k])
+    why = "; ".join(f"{explain(k)} ({n} worker{'s' * (n > 1)})" for k, n in sorted(codes.items()))
+    return set_condition(conds, "WorkersAvailable", False, code,
+                         f"{cur['message']}: {why}", gen)  # fmt: skip
 
 
 def _exact(

@@ -501,12 +501,14 @@ def test_rotating_postgres_and_kafka_passwords_rolls_workers_without_loss(
 
 # What each hop's refusal looks like in the worker's own log line (which also says why) and in
 # its readiness: both name the hop (the worker's structured line, not librdkafka's own output).
+# The pipeline's condition carries only a code naming the hop (worker hops.py), never the text.
 HOP_SIGNS = {
     "postgres": ('"what": "postgres_connect"', "password authentication failed",
-                 "postgres_connect: "),
-    "kafka": ('"event": "kafka_refused"', "authentication failed", "kafka authentication failed"),
+                 "postgres_connect: ", "PostgresAuthFailed"),
+    "kafka": ('"event": "kafka_refused"', "authentication failed", "kafka authentication failed",
+              "KafkaAuthFailed"),
     "postgres-tls": ('"what": "postgres_connect"', "certificate verify failed",
-                     "postgres_connect: "),
+                     "postgres_connect: ", "PostgresTlsFailed"),
 }  # fmt: skip
 
 
@@ -535,7 +537,7 @@ def test_wrong_credentials_name_the_hop_and_nothing_is_lost_once_fixed(
         until(lambda: rig.condition("SecretsReady").get("status") == "True" and bool(rig.pods()),
               120, "the Secret and a worker Pod", rig, op)  # fmt: skip
         rig.produce(150)  # produced while the worker cannot get through
-        log_sign, why, ready_sign = HOP_SIGNS[hop]
+        log_sign, why, ready_sign, code = HOP_SIGNS[hop]
         until(lambda: log_sign in rig.logs(), 90, f"a worker log line saying {log_sign!r}",
               rig, op)  # fmt: skip
         line = next(ln for ln in rig.logs().splitlines() if log_sign in ln)
@@ -545,9 +547,12 @@ def test_wrong_credentials_name_the_hop_and_nothing_is_lost_once_fixed(
                           for p in rig.pods()), 60,
               f"the worker's readiness naming {hop}", rig, op)  # fmt: skip
         assert not rig.ready_pods()
-        until(lambda: rig.condition("WorkersAvailable").get("status") == "False"
+        until(lambda: rig.condition("WorkersAvailable").get("reason") == code
               and rig.condition("Ready").get("status") == "False", 30,
-              "the pipeline not ready", rig, op)  # fmt: skip
+              f"the pipeline not ready, WorkersAvailable naming the hop ({code})",
+              rig, op)  # fmt: skip
+        assert rig.condition("WorkersAvailable")["status"] == "False"
+        assert rig.role not in rig.condition("WorkersAvailable")["message"]
         time.sleep(3)
         assert rig.rows() == []
         assert rig.dead_letters() == 0

@@ -32,6 +32,14 @@ class Health:
     def set_ready(self, ready: bool, reason: str = "") -> None:
         self.ready, self.reason = ready, reason
 
+    def why(self) -> str | None:
+        """None when ready; else why not, as `/readyz` says it."""
+        if self.ready and self.alive and not self.gap and not self.kafka:
+            return None
+        if not self.ready:
+            return self.reason
+        return f"DataGap: {self.gap}" if self.gap else self.kafka or "stalled"
+
     @property
     def alive(self) -> bool:
         return time.monotonic() - self.last_loop < self.stall_seconds
@@ -47,10 +55,8 @@ def serve(port: int, health: Health) -> ThreadingHTTPServer:
                 body, code = (b"ok\n" if ok else b"stalled\n"), (200 if ok else 503)
                 ctype = "text/plain"
             elif self.path == "/readyz":
-                ok = health.ready and health.alive and not health.gap and not health.kafka
-                why = health.reason if not health.ready else (
-                    f"DataGap: {health.gap}" if health.gap
-                    else health.kafka or "stalled")  # fmt: skip
+                why = health.why()
+                ok = why is None
                 text = "ok" if ok else f"not ready: {why}"
                 body, code, ctype = (text + "\n").encode(), (200 if ok else 503), "text/plain"
             else:

@@ -32,6 +32,7 @@ from cdc_worker.connect import kafka_settings, pg_connect, redis_client
 from cdc_worker.consume import Source
 from cdc_worker.dlq import DeadLetterSink
 from cdc_worker.gaps import Gap, GapStore
+from cdc_worker.hops import reason_code
 from cdc_worker.http import Health, serve
 from cdc_worker.observe import setup_tracing
 from cdc_worker.offsets import OffsetStore
@@ -64,6 +65,9 @@ class Worker:
         from cdc_worker.status import Status
 
         cfg = self.cfg
+        # Redis first: a worker that cannot reach PostgreSQL or Kafka says so to the operator.
+        client = redis_client(cfg, self.env, 0.5) if cfg.redis is not None else None
+        status = self._status = Status(client, cfg.pipeline, self.worker_id)
         conn = self._retry("postgres_connect", self._connect)
         offsets = OffsetStore(cfg.postgres.schema_, cfg.kafka.group_id)
         offsets.ensure(conn)
@@ -124,10 +128,6 @@ class Worker:
             self._last_gap_check = 0.0
 
         source = Source(ksettings, cfg.kafka.group_id, list(tables), load_offsets, record_gaps)
-        client = None
-        if cfg.redis is not None:
-            client = redis_client(cfg, self.env, 0.5)
-        status = Status(client, cfg.pipeline, self.worker_id)
         for tc in cfg.tables:
             name = f"{tc.source.keyspace}.{tc.source.table}"
             status.table_quarantine(name, self._quarantined.get(name))
@@ -148,6 +148,7 @@ class Worker:
                 M.ERRORS.labels(self.cfg.pipeline, what).inc()
                 if not self.health.ready:  # readiness names the failing hop and why (#12)
                     self.health.set_ready(False, f"{what}: {str(e).splitlines()[0]}")
+                    self._publish_readiness()
                 log.warning("retrying", what=what, error=str(e).splitlines()[0], delay=delay)
                 time.sleep(delay)
                 delay = min(delay * 2, 30.0)
@@ -253,6 +254,11 @@ class Worker:
             M.CONSUMER_LAG.labels(pipeline, t, str(p)).set(n)
         self._status.heartbeat(len(source.assigned), self._applied_total, sum(lag.values()))
         self.health.kafka = source.refused  # credentials/TLS/ACL refusals name the hop (#12)
+        self._publish_readiness()
+
+    def _publish_readiness(self) -> None:
+        why = self.health.why()
+        self._status.not_ready(None if why is None else reason_code(why))
 
     def _traced_write(self, applier: BatchApplier, decoded: Decoded, ctx: Context) -> Outcome:
         with self.tracer.start_as_current_span("cdc.write", context=ctx):

@@ -6,6 +6,7 @@ pause flags then keep their last known value.
 
 Keys (all under `cdc:<pipeline>:`):
 - `worker:<id>` hash, TTL 30 s: heartbeat (`ts`, `partitions`, `applied`, `lagEvents`)
+- `notready:<id>`, TTL 30 s: why the worker is not ready, as a code naming the hop (hops.py)
 - `table:<keyspace>.<table>` hash, TTL 1 day: `applied`, `lastEventTs` (µs), `lagSeconds`,
   `dataGap` (text, while an unacknowledged gap exists)
 - `paused` / `table:<keyspace>.<table>:paused`: present and not "0" means paused
@@ -53,6 +54,20 @@ class Status:
                                     "applied": applied, "lagEvents": lag_events})  # fmt: skip
             pipe.expire(key, HEARTBEAT_TTL)
             pipe.execute()
+        except redis.RedisError as e:
+            self._failed(e)
+
+    def not_ready(self, code: str | None) -> None:
+        """`notready:<id>` = a reason code naming the hop (hops.py) while this worker is not
+        ready, even before it could reach PostgreSQL or Kafka; gone when it is."""
+        if self.client is None:
+            return
+        key = pipeline_key(self.pipeline, "notready", self.worker_id)
+        try:
+            if code is None:
+                self.client.delete(key)
+            else:
+                self.client.set(key, code, ex=HEARTBEAT_TTL)
         except redis.RedisError as e:
             self._failed(e)
 

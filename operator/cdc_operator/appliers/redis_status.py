@@ -34,13 +34,18 @@ def read_progress(
         if now - float(hb.get(b"ts", b"0")) < 30:
             workers += 1
             lag += int(hb.get(b"lagEvents", b"0"))
+    not_ready: dict[str, int] = {}  # reason code naming the hop -> workers reporting it
+    for key in c.scan_iter(f"cdc:{pipeline}:notready:*"):
+        code = c.get(key)
+        if code:
+            not_ready[_text(code)] = not_ready.get(_text(code), 0) + 1
     per_table: dict[str, dict[str, Any]] = {}
     for t in tables:
         h = {(k.decode() if isinstance(k, bytes) else k): v
              for k, v in c.hgetall(f"cdc:{pipeline}:table:{t}").items()}  # fmt: skip
         if h:
             per_table[t] = {k: (_text(v) if k in TEXT_FIELDS else float(v)) for k, v in h.items()}
-    return {"workers": workers, "lagEvents": lag, "tables": per_table}
+    return {"workers": workers, "lagEvents": lag, "tables": per_table, "notReady": not_ready}
 
 
 TEXT_FIELDS = ("dataGap", "quarantined")
