@@ -17,6 +17,7 @@ The stack is left running; the end of the output says how to look around and how
 from __future__ import annotations
 
 import argparse
+import base64
 import hashlib
 import json
 import os
@@ -35,6 +36,7 @@ from typing import Any
 
 import hvac
 import psycopg
+import yaml
 from cassandra.cluster import Cluster, Session
 
 REPO = Path(__file__).resolve().parents[2]
@@ -390,16 +392,7 @@ def main(argv: list[str] | None = None) -> int:
         "--wait=true",
         check=False,
     )
-    kube(
-        "create",
-        "secret",
-        "generic",
-        "vault-token",
-        "-n",
-        NAMESPACE,
-        f"--from-literal=token={env['VAULT_TOKEN']}",
-        check=False,
-    )
+    vault_kubernetes_auth(env, kube)
     state = Path(env["DEBEZIUM_STATE_DIR"]) / "runs" / run_id
     values = {
         **env,
@@ -522,7 +515,8 @@ Stop everything: hack/stack down""")
 
 
 HOPS = [
-    ("operator, worker -> OpenBao", "https, token from a Secret (authenticated, encrypted)"),
+    ("operator -> OpenBao", "https, Kubernetes auth as the pipeline's ServiceAccount "
+     "(audience-bound token; authenticated, encrypted)"),
     ("worker -> PostgreSQL", "TLS verify-full, SCRAM as cdc_app (authenticated, encrypted)"),
     ("agent -> Kafka", "SASL_SSL, SCRAM-SHA-512 as agent (authenticated, encrypted)"),
     ("worker -> Kafka", "SASL_SSL, SCRAM-SHA-512 as worker (authenticated, encrypted)"),
@@ -553,6 +547,36 @@ def store_credentials(env: dict[str, str]) -> None:
         "cdc-demo/redis": {"password": pw("REDIS_PASSWORD_FILE")},
     }.items():  # fmt: skip
         vault.secrets.kv.v2.create_or_update_secret(path=path, secret=secret, mount_point="secret")
+
+
+def vault_kubernetes_auth(env: dict[str, str], kube: Kube) -> None:
+    """OpenBao's Kubernetes auth against the stack's API server, and a role only the pipeline's
+    own ServiceAccount (`shop-cdc`, created by the operator) can log in as, reading only its
+    namespace's secrets: the operator asks the API server for a short-lived token of that
+    account (audience `vault`) and never lends its own (docs/security.md)."""
+    say("configuring OpenBao's Kubernetes auth: the pipeline logs in as its own ServiceAccount")
+    kube("create", "serviceaccount", "vault-reviewer", "-n", "kube-system", check=False)
+    kube("create", "clusterrolebinding", "vault-reviewer", "--clusterrole",
+         "system:auth-delegator", "--serviceaccount", "kube-system:vault-reviewer",
+         check=False)  # fmt: skip
+    reviewer = kube("create", "token", "vault-reviewer", "-n", "kube-system",
+                    "--duration=24h").strip()  # fmt: skip
+    admin = yaml.safe_load(Path(env["KUBECONFIG"]).read_text())["clusters"][0]["cluster"]
+    vault = hvac.Client(url=env["VAULT_TLS_ADDR"], token=env["VAULT_TOKEN"],
+                        verify=env["CDC_STACK_CA"])  # fmt: skip
+    if "kubernetes/" not in vault.sys.list_auth_methods():
+        vault.sys.enable_auth_method("kubernetes", path="kubernetes")
+    vault.write("auth/kubernetes/config", kubernetes_host=admin["server"],
+                kubernetes_ca_cert=base64.b64decode(admin["certificate-authority-data"]).decode(),
+                token_reviewer_jwt=reviewer, disable_local_ca_jwt=True)  # fmt: skip
+    role = f"{NAMESPACE}-shop"
+    vault.sys.create_or_update_policy(
+        role, f'path "secret/data/{NAMESPACE}/*" {{ capabilities = ["read"] }}'
+    )
+    vault.write(f"auth/kubernetes/role/{role}", bound_service_account_names=["shop-cdc"],
+                bound_service_account_namespaces=[NAMESPACE], policies=[role],
+                audience="vault", token_ttl="10m", token_max_ttl="1h")  # noqa: S106  # fmt: skip
+    kube("delete", "secret", "vault-token", "-n", NAMESPACE, check=False)  # older demos
 
 
 def ensure_agent_identity(env: dict[str, str]) -> None:
