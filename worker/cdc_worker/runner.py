@@ -160,6 +160,7 @@ class Worker:
         self._applier, self._source, self._status = applier, source, status
         self._topics_by_table = {rt.name: t for t, rt in applier.tables.items()}
         self._applied_total = 0
+        self._lag_reported: set[tuple[str, int]] = set()
         last_status = 0.0
         self._last_gap_check = 0.0
         # Decoded events are short-lived and acyclic: reference counting frees them, and the
@@ -252,6 +253,9 @@ class Worker:
         lag = source.lag()
         for (t, p), n in lag.items():
             M.CONSUMER_LAG.labels(pipeline, t, str(p)).set(n)
+        for t, p in self._lag_reported - lag.keys():  # revoked: another worker reports it now
+            M.CONSUMER_LAG.remove(pipeline, t, str(p))
+        self._lag_reported = set(lag)
         self._status.heartbeat(len(source.assigned), self._applied_total, sum(lag.values()))
         self.health.kafka = source.refused  # credentials/TLS/ACL refusals name the hop (#12)
         self._publish_readiness()
@@ -356,6 +360,9 @@ class Worker:
             log.warning("batch_retry", error=str(error).splitlines()[0], delay=delay)
             applier.conn = None
             if not self._hold(source, delay, generation):
+                # The batch is abandoned (stop or rebalance), not failing any more: the new
+                # owner retries it. A circuit left open would keep CdcWorkerWriteFailing firing.
+                M.CIRCUIT_OPEN.labels(self.cfg.pipeline).set(0)
                 return None
             delay = min(delay * 2, 30.0)
             try:
