@@ -4,9 +4,11 @@
 directory keyed by version and run on JDK 17 with CassandraDaemon as the main class and the JVM
 options of Cassandra's conf/jvm-server.options + conf/jvm17-server.options (the bin/cassandra
 wrapper is not used). cassandra.yaml and logback.xml are rendered from hack/cassandra/ into the
-component's state directory. Health is a real CQL exchange over the native protocol (STARTUP,
-then `SELECT release_version FROM system.local` answered with a ROWS result), written against the
-socket because hack/stack runs before the project's virtualenv (and cassandra-driver) exists.
+component's state directory. The native transport requires TLS (the stack CA's certificate)
+and a login (PasswordAuthenticator, roles made by cassandra_auth.py once the node answers).
+Health is a real CQL exchange over the native protocol: a TLS handshake verified against the
+stack CA, then STARTUP answered with AUTHENTICATE, written against the socket because
+hack/stack runs before the project's virtualenv (and cassandra-driver) exists.
 
 `CassandraNode(i)` is node i of a ring (cassandra_ring.py): address 127.0.0.i, the same CQL and
 storage ports as node 1 (like one host per node in production), its own JMX port and state
@@ -15,11 +17,10 @@ directory, node 1 as the seed. Node 1 of a one-node stack is exactly the histori
 
 from __future__ import annotations
 
-import socket
-import struct
 from pathlib import Path
 from string import Template
 
+from . import cassandra_auth
 from .core import CACHE, PORT_OFFSET, REPO, Component, StackError, run, tcp_open
 from .topology import cassandra_nodes, loopback, member_dir
 
@@ -123,6 +124,7 @@ class CassandraNode(Component):
             "SEEDS": f"{loopback(1)}:{STORAGE_PORT}",
             # Token allocation optimised for the keyspaces' replication factor (RF=3 on a ring).
             "ALLOC_RF": min(self.ring, 3),
+            "KEYSTORE": cassandra_auth.keystore(),
         }
         text = Template((TEMPLATES / "cassandra.yaml.tmpl").read_text()).substitute(values)
         self.yaml.write_text(text)
@@ -158,6 +160,8 @@ class CassandraNode(Component):
             # A fresh single node otherwise waits ~30 s (RING_DELAY) before allocating tokens.
             "-Dcassandra.skip_wait_for_gossip_to_settle=0",
             "-Dcassandra.ring_delay_ms=1000",
+            # The default superuser (used once, to create cdc_admin) without the 10 s delay.
+            "-Dcassandra.superuser_setup_delay_ms=0",
             f"-Dcassandra.config=file://{self.yaml}",
             f"-Dcassandra.storagedir={self.state_dir}",
             f"-Dcassandra.logdir={self.state_dir}",
@@ -182,79 +186,14 @@ class CassandraNode(Component):
         self.proc.start(self.command(), cwd=self.state_dir)
 
     def healthy(self) -> bool:
-        return cql_release_version(self.address, CQL_PORT) is not None
+        return cassandra_auth.asks_for_login(self.address, CQL_PORT)
+
+    def after_start(self) -> None:
+        if self.index == 1:  # roles live in system_auth: one node sets them up for the ring
+            cassandra_auth.ensure_roles(self.address, CQL_PORT)
 
     def contact_point(self) -> str:
         return f"{self.address}:{CQL_PORT}"
-
-
-def _frame(opcode: int, body: bytes, stream: int) -> bytes:
-    return struct.pack(">BBhBi", 4, 0, stream, opcode, len(body)) + body
-
-
-def _string(s: str) -> bytes:
-    raw = s.encode()
-    return struct.pack(">H", len(raw)) + raw
-
-
-def _read_frame(sock: socket.socket) -> tuple[int, bytes]:
-    head = _recv(sock, 9)
-    _version, _flags, _stream, opcode, length = struct.unpack(">BBhBi", head)
-    return opcode, _recv(sock, length)
-
-
-def cql_release_version(host: str, port: int, timeout: float = 3.0) -> str | None:
-    """CQL native protocol v4: STARTUP, then `SELECT release_version FROM system.local`.
-
-    Returns the release version from the ROWS result, or None if the node does not answer
-    READY and then ROWS (not listening yet, still starting, auth required, any error).
-    """
-    query = b"SELECT release_version FROM system.local"
-    try:
-        with socket.create_connection((host, port), timeout=timeout) as sock:
-            startup = struct.pack(">H", 1) + _string("CQL_VERSION") + _string("3.0.0")
-            sock.sendall(_frame(0x01, startup, 1))
-            if _read_frame(sock)[0] != 0x02:  # READY
-                return None
-            # QUERY: [long string] query, [short] consistency ONE, [byte] flags 0
-            body = struct.pack(">i", len(query)) + query + struct.pack(">HB", 0x0001, 0)
-            sock.sendall(_frame(0x07, body, 2))
-            opcode, res = _read_frame(sock)
-    except (OSError, StackError, struct.error):
-        return None
-    if opcode != 0x08 or struct.unpack(">i", res[:4])[0] != 2:  # RESULT of kind ROWS
-        return None
-    return _first_text_cell(res[4:])
-
-
-def _first_text_cell(rows: bytes) -> str | None:
-    flags, ncols = struct.unpack(">ii", rows[:8])
-    pos = 8
-    if flags & 0x0002:  # has_more_pages: a paging state [bytes] follows
-        (n,) = struct.unpack(">i", rows[pos : pos + 4])
-        pos += 4 + max(n, 0)
-    if flags & 0x0004:  # no_metadata
-        return None
-    strings = (2 if flags & 0x0001 else 0) + ncols * (1 if flags & 0x0001 else 3)
-    for i in range(strings):
-        (n,) = struct.unpack(">H", rows[pos : pos + 2])
-        pos += 2 + n
-        if (flags & 0x0001 and i >= 2) or (not flags & 0x0001 and i % 3 == 2):
-            pos += 2  # the column's [option] type id (varchar: no parameters)
-    nrows, cell_len = struct.unpack(">ii", rows[pos : pos + 8])
-    if nrows < 1 or cell_len < 0:
-        return None
-    return rows[pos + 8 : pos + 8 + cell_len].decode()
-
-
-def _recv(sock: socket.socket, n: int) -> bytes:
-    buf = b""
-    while len(buf) < n:
-        chunk = sock.recv(n - len(buf))
-        if not chunk:
-            raise StackError("connection closed")
-        buf += chunk
-    return buf
 
 
 def cassandra_yaml(index: int = 1) -> Path:

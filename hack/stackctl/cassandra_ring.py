@@ -10,6 +10,7 @@ highest first, so a ring started with the variable is stopped even without it.
 
 from __future__ import annotations
 
+from . import cassandra_auth
 from .cassandra import LOCAL_DC, CassandraNode
 from .core import log
 from .topology import cassandra_nodes, members
@@ -50,4 +51,6 @@ class Cassandra(CassandraNode):
             "CASSANDRA_CONTACT_POINTS": ",".join(n.contact_point() for n in self.nodes()),
             "CASSANDRA_LOCAL_DATACENTER": LOCAL_DC,
             "CASSANDRA_NODES": str(self.ring),
+            # TLS (stack CA) and logins: the superuser for tests/tools, one role per client.
+            **cassandra_auth.env(),
         }

@@ -41,6 +41,7 @@ import urllib.request
 from pathlib import Path
 from string import Template
 
+from . import cassandra_auth, tls
 from .cassandra import CQL_PORT, LOCAL_DC, cassandra_yaml
 from .core import CACHE, PORT_OFFSET, REPO, Component, StackError, log, run
 from .kafka import bootstrap
@@ -167,6 +168,10 @@ class Debezium(Component):
                 self.state_dir,
                 "--cassandra",
                 self.node,
+                # TLS to the node, verified against the stack CA (cdc-agent adds the driver's
+                # ssl-engine-factory and the login from agent_env() to a runtime config).
+                "--cassandra-ca",
+                tls.CA_CRT,
                 "--cdc-raw",
                 member_dir("cassandra", self.index) / "cdc_raw",
                 "--port",
@@ -186,12 +191,13 @@ class Debezium(Component):
 
     @staticmethod
     def agent_env() -> dict[str, str]:
-        """The Kafka identity cdc-agent gives the agent when its properties ask for SASL (the
-        secure profile): the SCRAM user `agent`, its password as a file, never in a property."""
-        from . import tls
-
+        """The identities cdc-agent gives the agent, passwords as files, never in a property:
+        the Kafka SCRAM user `agent` (when its properties ask for SASL, the secure profile) and
+        the Cassandra role `cdc_agent` (always: the node requires a login)."""
         return {"KAFKA_USERNAME": "agent",
-                "KAFKA_PASSWORD_FILE": str(tls.SECRETS_DIR / "kafka-agent.password")}  # fmt: skip
+                "KAFKA_PASSWORD_FILE": str(tls.SECRETS_DIR / "kafka-agent.password"),
+                "CASSANDRA_USERNAME": "cdc_agent",
+                "CASSANDRA_PASSWORD_FILE": cassandra_auth.password_file("cdc_agent")}  # fmt: skip
 
     def up(self) -> str:
         try:

@@ -51,7 +51,9 @@ def make_ca(directory: Path, cn: str) -> tuple[Path, Path]:
     return crt, key
 
 
-def sign(directory: Path, name: str, ca: tuple[Path, Path]) -> tuple[Path, Path]:
+def sign(
+    directory: Path, name: str, ca: tuple[Path, Path], extra_sans: tuple[str, ...] = ()
+) -> tuple[Path, Path]:
     """<name>.crt/.key in directory: a loopback serving certificate signed by ca."""
     crt, key = directory / f"{name}.crt", directory / f"{name}.key"
     _key(key)
@@ -59,7 +61,7 @@ def sign(directory: Path, name: str, ca: tuple[Path, Path]) -> tuple[Path, Path]
         "basicConstraints=critical,CA:FALSE",
         "keyUsage=critical,digitalSignature,keyEncipherment",
         "extendedKeyUsage=serverAuth",
-        "subjectAltName=" + ",".join(LOOPBACK_SANS),
+        "subjectAltName=" + ",".join((*LOOPBACK_SANS, *extra_sans)),
     ]
     with tempfile.TemporaryDirectory() as tmp:
         csr, extfile = Path(tmp) / "req.csr", Path(tmp) / "ext.cnf"
@@ -82,12 +84,13 @@ def ensure_ca() -> Path:
     return CA_CRT
 
 
-def server_cert(name: str) -> tuple[Path, Path]:
-    """(certificate, key) of service `name`, signed by the stack CA; created when missing."""
+def server_cert(name: str, extra_sans: tuple[str, ...] = ()) -> tuple[Path, Path]:
+    """(certificate, key) of service `name`, signed by the stack CA; created when missing.
+    `extra_sans` are names beyond localhost and 127.0.0.1 (a Cassandra ring's 127.0.0.N)."""
     ensure_ca()
     crt, key = TLS_DIR / f"{name}.crt", TLS_DIR / f"{name}.key"
     if not (crt.exists() and key.exists()):
-        sign(TLS_DIR, name, (CA_CRT, CA_KEY))
+        sign(TLS_DIR, name, (CA_CRT, CA_KEY), extra_sans)
     return crt, key
 
 

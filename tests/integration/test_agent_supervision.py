@@ -22,9 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cassandra.cluster import Cluster, Session
+from cassandra.cluster import Session
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
+
+from tests.support import cassandra as stack_cassandra
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
@@ -88,8 +90,7 @@ def agent(env: dict[str, str]) -> Agent:
 
 @pytest.fixture(scope="module")
 def session(env: dict[str, str]) -> Iterator[Session]:
-    host, _, port = env["CASSANDRA_CONTACT_POINTS"].partition(":")
-    cluster = Cluster([host], port=int(port))
+    cluster = stack_cassandra.cluster(env)
     s = cluster.connect()
     yield s
     s.execute(f"DROP KEYSPACE IF EXISTS {KS}")

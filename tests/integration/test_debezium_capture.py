@@ -29,11 +29,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cassandra.cluster import Cluster, Session
+from cassandra.cluster import Session
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from tests.conftest import REPO, STACK
+from tests.support import cassandra as stack_cassandra
 
 pytestmark = pytest.mark.integration
 
@@ -217,8 +218,7 @@ def written(rec: Record) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def capture(stack: Callable[..., dict[str, str]]) -> Iterator[Capture]:
     env = stack("kafka", "cassandra")
-    host, _, port = env["CASSANDRA_CONTACT_POINTS"].partition(":")
-    cluster = Cluster([host], port=int(port))
+    cluster = stack_cassandra.cluster(env)
     session = cluster.connect()
     if CAPTURE:  # rewrite the fixtures from this capture only
         FIXTURES.mkdir(parents=True, exist_ok=True)

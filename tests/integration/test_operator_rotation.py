@@ -38,7 +38,6 @@ from typing import Any
 import hvac
 import psycopg
 import pytest
-from cassandra.cluster import Cluster as CassandraCluster
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import (
     AclBinding,
@@ -55,6 +54,7 @@ from confluent_kafka.admin import (
 )
 
 from tests.conftest import REPO
+from tests.support import cassandra as stack_cassandra
 from tests.support.events import cell, envelope
 from tests.support.kube import Cluster, Operator, drop_finalizers
 from tests.support.worker_proc import free_port, produce, wait_for
@@ -187,8 +187,7 @@ class Rig:
         admin = self.admin()
         for f in admin.create_acls(self.acls()).values():
             f.result(30)
-        host, _, port = self.env["CASSANDRA_CONTACT_POINTS"].rpartition(":")
-        cas = CassandraCluster([host], port=int(port))
+        cas = stack_cassandra.cluster(self.env)
         try:
             s = cas.connect()
             s.execute(f"CREATE KEYSPACE {self.keyspace} WITH replication = "
@@ -231,9 +230,8 @@ class Rig:
         with contextlib.suppress(Exception):
             for f in admin.delete_topics([self.topic, self.dlq]).values():
                 f.result(30)
-        host, _, port = self.env["CASSANDRA_CONTACT_POINTS"].rpartition(":")
         with contextlib.suppress(Exception):
-            cas = CassandraCluster([host], port=int(port))
+            cas = stack_cassandra.cluster(self.env)
             try:
                 cas.connect().execute(f"DROP KEYSPACE IF EXISTS {self.keyspace}")
             finally:

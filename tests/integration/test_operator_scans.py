@@ -18,8 +18,9 @@ from typing import Any
 
 import psycopg
 import pytest
-from cassandra.cluster import Cluster, Session
+from cassandra.cluster import Session
 
+from tests.support import cassandra as stack_cassandra
 from tests.support.kube import Cluster as Kube
 from tests.support.kube import Operator, drop_finalizers
 from tests.support.worker_proc import wait_for
@@ -40,8 +41,7 @@ def image() -> str:
 @pytest.fixture
 def source(stack: Callable[..., dict[str, str]]) -> Iterator[tuple[Session, str]]:
     env = stack("cassandra", "node")
-    host, _, port = env["CASSANDRA_CONTACT_POINTS"].rpartition(":")
-    cluster = Cluster([host], port=int(port))
+    cluster = stack_cassandra.cluster(env)
     session = cluster.connect()
     ks = f"scan_{uuid.uuid4().hex[:6]}"
     session.execute(f"CREATE KEYSPACE {ks} WITH replication = "
@@ -57,11 +57,12 @@ def source(stack: Callable[..., dict[str, str]]) -> Iterator[tuple[Session, str]
 
 
 @pytest.fixture
-def ns(cluster: Kube) -> Iterator[str]:
+def ns(cluster: Kube, env: dict[str, str]) -> Iterator[str]:
     name = f"scan-{uuid.uuid4().hex[:6]}"
     cluster.run("create", "namespace", name)
     cluster.run("create", "secret", "generic", "pg", "-n", name,
                 "--from-literal=username=cdc", "--from-literal=password=cdc")  # fmt: skip
+    cluster.apply(stack_cassandra.secret_manifest(env, name))  # the operator role's login
     yield name
     drop_finalizers(cluster.kubeconfig, name)
     cluster.run("delete", "namespace", name, "--wait=false", check=False)
@@ -86,7 +87,7 @@ def test_backfill_then_verify_detect_and_repair_through_the_operator(
         "apiVersion": "casscdc.io/v1alpha1", "kind": "CdcPipeline",
         "metadata": {"name": "p", "namespace": ns},
         "spec": {
-            "cassandra": {"contactPoints": ["127.0.0.1:59042"], "manageTableCdc": True},
+            "cassandra": stack_cassandra.pipeline_spec(env, manageTableCdc=True),
             "debezium": {"topicPrefix": ns},
             "kafka": {"bootstrapServers": env["KAFKA_BOOTSTRAP_SERVERS"],
                       "deadLetterTopic": f"{ns}.dlq", "topic": {"partitions": 1}},

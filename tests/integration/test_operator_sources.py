@@ -16,8 +16,9 @@ from typing import Any
 
 import pytest
 import yaml
-from cassandra.cluster import Cluster, Session
+from cassandra.cluster import Session
 
+from tests.support import cassandra as stack_cassandra
 from tests.support.kube import Cluster as Kube
 from tests.support.kube import Operator, drop_finalizers
 from tests.support.worker_proc import wait_for
@@ -28,8 +29,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def cql(stack: Callable[..., dict[str, str]]) -> Iterator[tuple[Session, str]]:
     env = stack("cassandra")
-    host, _, port = env["CASSANDRA_CONTACT_POINTS"].rpartition(":")
-    cluster = Cluster([host], port=int(port))
+    cluster = stack_cassandra.cluster(env)
     session = cluster.connect()
     ks = f"src_{uuid.uuid4().hex[:6]}"
     session.execute(f"CREATE KEYSPACE {ks} WITH replication = "
@@ -45,11 +45,12 @@ def cql(stack: Callable[..., dict[str, str]]) -> Iterator[tuple[Session, str]]:
 
 
 @pytest.fixture
-def ns(cluster: Kube) -> Iterator[str]:
+def ns(cluster: Kube, env: dict[str, str]) -> Iterator[str]:
     name = f"src-{uuid.uuid4().hex[:6]}"
     cluster.run("create", "namespace", name)
     cluster.run("create", "secret", "generic", "pg", "-n", name,
                 "--from-literal=username=cdc", "--from-literal=password=cdc")  # fmt: skip
+    cluster.apply(stack_cassandra.secret_manifest(env, name))  # the operator role's login
     yield name
     drop_finalizers(cluster.kubeconfig, name)
     cluster.run("delete", "namespace", name, "--wait=false", check=False)
@@ -64,12 +65,11 @@ def test_bad_tables_only_affect_themselves(
     cluster: Kube, env: dict[str, str], cql: tuple[Session, str], ns: str, tmp_path: Path,
 ) -> None:  # fmt: skip
     session, ks = cql
-    contact = env.get("CASSANDRA_CONTACT_POINTS") or "127.0.0.1:59042"
     pipe = {
         "apiVersion": "casscdc.io/v1alpha1", "kind": "CdcPipeline",
         "metadata": {"name": "p", "namespace": ns},
         "spec": {
-            "cassandra": {"contactPoints": [contact], "manageTableCdc": True},
+            "cassandra": stack_cassandra.pipeline_spec(env, manageTableCdc=True),
             # The stack's cdc-agent beside the node (hack/stack env: CDC_AGENT_URL).
             "debezium": {"topicPrefix": ns,
                          "agentStatusPort": int(env["CDC_AGENT_URL"].rsplit(":", 1)[1])},

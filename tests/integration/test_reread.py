@@ -19,10 +19,10 @@ from typing import Any
 
 import psycopg
 import pytest
-from cassandra.cluster import Cluster
 
 from tests.integration.test_pipeline_exact import _agent, _prefix
 from tests.integration.test_worker_process import _dsn_without_password
+from tests.support import cassandra as stack_cassandra
 from tests.support.worker_proc import WorkerProcess, create_topics, free_port, wait_for
 
 pytestmark = pytest.mark.integration
@@ -58,8 +58,7 @@ def test_collections_equal_what_cassandra_selects(
     stack: Callable[..., dict[str, str]], tmp_path: Path
 ) -> None:
     env = stack("postgres", "kafka", "cassandra", "debezium")
-    host, _, port = env["CASSANDRA_CONTACT_POINTS"].rpartition(":")
-    cluster = Cluster([host], port=int(port), protocol_version=5)
+    cluster = stack_cassandra.cluster(env, protocol_version=5)
     session = cluster.connect()
     ks = f"reread_{uuid.uuid4().hex[:6]}"
     session.execute(f"CREATE KEYSPACE {ks} WITH replication = "
@@ -83,13 +82,15 @@ def test_collections_equal_what_cassandra_selects(
         "kafka": {"bootstrapServers": env["KAFKA_BOOTSTRAP_SERVERS"], "groupId": f"g-{name}",
                   "deadLetterTopic": f"{name}.dlq"},
         "postgres": {"dsn": _dsn_without_password(dsn), "schema": name},
-        "cassandra": {"contactPoints": [env["CASSANDRA_CONTACT_POINTS"]]},
+        "cassandra": stack_cassandra.worker_config(env),
         "tables": [{"topic": topic, "source": {"keyspace": ks, "table": "t"},
                     "target": {"table": "t"}, "reread": {"consistency": "ONE"}}],
         "batch": {"maxEvents": 500, "maxWaitMs": 200},
         "httpPort": free_port(),
     }  # fmt: skip
-    w = WorkerProcess(tmp_path, cfg, {"POSTGRES_PASSWORD": "cdc"}).start()
+    w = WorkerProcess(
+        tmp_path, cfg, {"POSTGRES_PASSWORD": "cdc", **stack_cassandra.worker_env(env)}
+    ).start()
     pg = psycopg.connect(dsn, autocommit=True)
     try:
 

@@ -22,12 +22,14 @@ from typing import Any
 import psycopg
 import pytest
 import yaml
-from cassandra.cluster import Cluster, Session
+from cassandra.cluster import Session
 
 from cdc_worker.config import load_config
 from cdc_worker.scan.run import ScanOptions, ScanResult, run_scan
 from cdc_worker.scan.values import murmur3_token, routing_key, serialize_pg
 from cdc_worker.typemap import parse_cql_type
+from tests.conftest import _stack_env
+from tests.support import cassandra as stack_cassandra
 
 pytestmark = pytest.mark.integration
 
@@ -44,8 +46,7 @@ def env(stack: Callable[..., dict[str, str]]) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def session(env: dict[str, str]) -> Iterator[Session]:
-    host, _, port = env["CASSANDRA_CONTACT_POINTS"].partition(":")
-    cluster = Cluster([host], port=int(port))
+    cluster = stack_cassandra.cluster(env)
     s = cluster.connect()
     s.execute(
         f"CREATE KEYSPACE {KS} WITH replication = {{'class': 'SimpleStrategy', "
@@ -76,7 +77,7 @@ def config(env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Pat
         "pipeline": "scanit",
         "kafka": {"bootstrapServers": "127.0.0.1:1", "groupId": "g", "deadLetterTopic": "dlq"},
         "postgres": {"dsn": dsn, "schema": PGS, "sslMode": "disable"},
-        "cassandra": {"contactPoints": [env["CASSANDRA_CONTACT_POINTS"]]},
+        "cassandra": stack_cassandra.worker_config(env),
         "tables": [{"topic": f"casscdc.{KS}.items", "source": {"keyspace": KS, "table": "items"}}],
     }
     path = tmp_path_factory.mktemp("scan") / "worker.yaml"
@@ -87,7 +88,9 @@ def config(env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Pat
 def scan(config: Path, kind: str, **kw: Any) -> ScanResult:
     cfg = load_config(config, {})
     opts = ScanOptions(kind, subranges=kw.pop("subranges", 64), resume=False, **kw)
-    return run_scan(cfg, opts, {"POSTGRES_PASSWORD": "cdc"})
+    return run_scan(
+        cfg, opts, {"POSTGRES_PASSWORD": "cdc", **stack_cassandra.worker_env(_stack_env())}
+    )
 
 
 def keys(res: ScanResult) -> set[str]:
@@ -200,7 +203,8 @@ def test_cli_json_and_slices(session: Session, pg: psycopg.Connection[Any], conf
         out = subprocess.run(
             [sys.executable, "-m", "cdc_worker", "verify", "--config", str(config),
              "--slice", f"{i}/3", "--subranges", "32", "--lag-seconds", "0"],
-            capture_output=True, text=True, env={"POSTGRES_PASSWORD": "cdc", "PATH": "/usr/bin"},
+            capture_output=True, text=True, env={"POSTGRES_PASSWORD": "cdc", "PATH": "/usr/bin",
+                                                 **stack_cassandra.worker_env(_stack_env())},
             timeout=120,
         )  # fmt: skip
         assert out.returncode == 0, out.stderr

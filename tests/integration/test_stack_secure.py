@@ -15,6 +15,7 @@ import subprocess
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import hvac
@@ -22,8 +23,13 @@ import psycopg
 import pytest
 import redis
 import requests
+from cassandra import Unauthorized
+from cassandra.auth import PlainTextAuthProvider
+from cassandra.cluster import NoHostAvailable
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
+
+from tests.support import cassandra as stack_cassandra
 
 pytestmark = pytest.mark.integration
 
@@ -267,3 +273,97 @@ def test_kafka_sasl_ssl_refuses_wrong_password_plaintext_and_rogue_ca(
             admin.list_topics(timeout=3)
         admin.poll(0.1)
         assert expected in {e.code() for e in errors}, errors
+
+
+# --- Cassandra: TLS required (stack CA), PasswordAuthenticator, least-privilege roles ---
+
+
+@pytest.fixture(scope="module")
+def cas_env(stack: Callable[..., dict[str, str]]) -> dict[str, str]:
+    return stack("cassandra")
+
+
+def _cassandra(env: dict[str, str], role: str = "admin", **kw: Any) -> Any:
+    """A connected session (the driver's errors raised as they come: NoHostAvailable)."""
+    cluster = stack_cassandra.cluster(env, role, connect_timeout=5,
+                                      control_connection_timeout=5, **kw)  # fmt: skip
+    try:
+        return cluster, cluster.connect()
+    except Exception:
+        cluster.shutdown()
+        raise
+
+
+def _refusal(env: dict[str, str], **kw: Any) -> str:
+    with pytest.raises(NoHostAvailable) as e:
+        _cassandra(env, **kw)
+    return str(e.value)
+
+
+def test_cassandra_tls_with_the_stack_ca_and_each_role_logs_in(cas_env: dict[str, str]) -> None:
+    for role in ("admin", "worker", "operator", "agent"):
+        cluster, session = _cassandra(cas_env, role)
+        try:
+            assert session.execute("SELECT release_version FROM system.local").one()[0]
+            # Over TLS: the driver's connection is an SSL socket verified with the stack CA.
+            conn = cluster.control_connection._connection
+            assert isinstance(conn._socket, ssl.SSLSocket)
+            assert conn._socket.version() in ("TLSv1.2", "TLSv1.3")
+        finally:
+            cluster.shutdown()
+
+
+def test_cassandra_refuses_anonymous_wrong_password_plaintext_and_rogue_ca(
+    cas_env: dict[str, str], rogue_ca: str
+) -> None:
+    user, password = stack_cassandra.credentials(cas_env, "worker")
+    hosts, port = stack_cassandra.contact(cas_env)
+    # Anonymous (TLS, no login): the node asks for credentials, the driver has none.
+    assert "requires authentication" in _refusal(cas_env, auth_provider=None).lower()
+    wrong = PlainTextAuthProvider(user, password + "x")
+    assert "bad credentials" in _refusal(cas_env, auth_provider=wrong).lower()
+    # The default superuser is disabled.
+    _refusal(cas_env, auth_provider=PlainTextAuthProvider("cassandra", "cassandra"))
+    # Plaintext to the TLS-only native port, with the right password: refused.
+    _refusal(cas_env, role="worker", ssl_context=None)
+    # The node's certificate checked against another CA: the handshake fails.
+    with pytest.raises(ssl.SSLCertVerificationError):
+        _handshake(port, rogue_ca, hosts[0])
+    _refusal(cas_env, role="worker", ssl_context=stack_cassandra.ssl_context(cas_env, rogue_ca))
+
+
+def test_cassandra_roles_are_least_privilege(cas_env: dict[str, str]) -> None:
+    ks = f"sec_{uuid.uuid4().hex[:8]}"
+    admin, s = _cassandra(cas_env)
+    try:
+        s.execute(f"CREATE KEYSPACE {ks} WITH replication = "
+                  "{'class': 'SimpleStrategy', 'replication_factor': 1}")  # fmt: skip
+        s.execute(f"CREATE TABLE {ks}.t (id int PRIMARY KEY, v text)")
+        s.execute(f"INSERT INTO {ks}.t (id, v) VALUES (1, 'one')")
+        worker, w = _cassandra(cas_env, "worker")
+        operator, o = _cassandra(cas_env, "operator")
+        try:
+            # The worker reads source schemas and rows, and cannot change anything.
+            assert w.execute(f"SELECT v FROM {ks}.t WHERE id = 1").one()[0] == "one"
+            cols = w.execute("SELECT column_name FROM system_schema.columns "
+                             "WHERE keyspace_name = %s AND table_name = 't'", (ks,))  # fmt: skip
+            assert {r[0] for r in cols} == {"id", "v"}
+            for stmt in (f"INSERT INTO {ks}.t (id, v) VALUES (2, 'two')",
+                         f"DELETE FROM {ks}.t WHERE id = 1",
+                         f"ALTER TABLE {ks}.t WITH cdc = true",
+                         f"DROP TABLE {ks}.t"):  # fmt: skip
+                with pytest.raises(Unauthorized):
+                    w.execute(stmt)
+            # The operator turns CDC on, and cannot write rows or drop tables.
+            o.execute(f"ALTER TABLE {ks}.t WITH cdc = true")
+            with pytest.raises(Unauthorized):
+                o.execute(f"INSERT INTO {ks}.t (id, v) VALUES (3, 'three')")
+            with pytest.raises(Unauthorized):
+                o.execute(f"DROP TABLE {ks}.t")
+            assert s.execute(f"SELECT count(*) FROM {ks}.t").one()[0] == 1
+        finally:
+            worker.shutdown()
+            operator.shutdown()
+    finally:
+        s.execute(f"DROP KEYSPACE IF EXISTS {ks}")
+        admin.shutdown()

@@ -24,6 +24,7 @@ from confluent_kafka import Producer
 
 from tests.integration.test_worker_process import _offsets, pt_table, worker_config
 from tests.integration.test_worker_semantics import to_event
+from tests.support import cassandra as stack_cassandra
 from tests.support.cassandra_model import Delete, History, Write
 from tests.support.worker_proc import WorkerProcess, create_topics, free_port, wait_for
 
@@ -44,11 +45,9 @@ def pg(env: dict[str, str]) -> Iterator[psycopg.Connection[Any]]:
 
 @pytest.fixture
 def cassandra(stack: Any) -> Iterator[tuple[str, str, Any]]:
-    from cassandra.cluster import Cluster
-
-    contact = stack("cassandra")["CASSANDRA_CONTACT_POINTS"]
-    host, _, port = contact.rpartition(":")
-    cluster = Cluster([host], port=int(port))
+    env = stack("cassandra")
+    contact = env["CASSANDRA_CONTACT_POINTS"]
+    cluster = stack_cassandra.cluster(env)
     session = cluster.connect()
     ks = f"mw_{uuid.uuid4().hex[:8]}"
     session.execute(f"CREATE KEYSPACE {ks} WITH replication = "
@@ -95,7 +94,7 @@ def test_three_workers_rebalances_and_alter_table_add(
     env: dict[str, str], pg: psycopg.Connection[Any], tmp_path: Path,
     cassandra: tuple[str, str, Any],
 ) -> None:  # fmt: skip
-    contact, ks, session = cassandra
+    _contact, ks, session = cassandra
     name = f"m{uuid.uuid4().hex[:8]}"
     topic = f"{name}.ks.t"
     bootstrap = env["KAFKA_BOOTSTRAP_SERVERS"]
@@ -121,10 +120,14 @@ def test_three_workers_rebalances_and_alter_table_add(
         _produce(bootstrap, topic, items)
         sent += len(items)
 
-    env_ = {"POSTGRES_PASSWORD": "cdc", "CDC_WORKER_SCHEMA_AGREEMENT_SECONDS": "5"}
+    env_ = {
+        "POSTGRES_PASSWORD": "cdc",
+        "CDC_WORKER_SCHEMA_AGREEMENT_SECONDS": "5",
+        **stack_cassandra.worker_env(env),
+    }
 
     def worker() -> WorkerProcess:
-        cfg = worker_config(env, name, [table], cassandra={"contactPoints": [contact]},
+        cfg = worker_config(env, name, [table], cassandra=stack_cassandra.worker_config(env),
                             max_events=200, port=free_port())  # fmt: skip
         return WorkerProcess(tmp_path, cfg, env_).start()
 

@@ -17,6 +17,7 @@ import pytest
 import redis
 
 from tests.integration.test_worker_semantics import to_event
+from tests.support import cassandra as stack_cassandra
 from tests.support.cassandra_model import Delete, History, Write
 from tests.support.events import cell, envelope
 from tests.support.worker_proc import (
@@ -90,11 +91,9 @@ def _http(port: int, path: str) -> tuple[int, str]:
 @pytest.fixture
 def source(stack: Any) -> Iterator[tuple[str, str]]:
     """A Cassandra table the worker confirms new columns with: (contact point, keyspace)."""
-    from cassandra.cluster import Cluster
-
-    contact = stack("cassandra")["CASSANDRA_CONTACT_POINTS"]
-    host, _, port = contact.rpartition(":")
-    cluster = Cluster([host], port=int(port))
+    env = stack("cassandra")
+    contact = env["CASSANDRA_CONTACT_POINTS"]
+    cluster = stack_cassandra.cluster(env)
     session = cluster.connect()
     ks = f"wp_{uuid.uuid4().hex[:8]}"
     session.execute(f"CREATE KEYSPACE {ks} WITH replication = "
@@ -114,10 +113,10 @@ def test_applies_events_dead_letters_bad_ones_and_evolves_schema(
     topic = f"{name}.ks.t"
     bootstrap = env["KAFKA_BOOTSTRAP_SERVERS"]
     create_topics(bootstrap, topic, f"{name}.dlq", partitions=3)
-    contact, ks = source
+    _contact, ks = source
     table = pt_table(topic)
     table["source"] = {"keyspace": ks, "table": "t"}
-    cfg = worker_config(env, name, [table], cassandra={"contactPoints": [contact]})
+    cfg = worker_config(env, name, [table], cassandra=stack_cassandra.worker_config(env))
     events = [
         to_event(Write(10, 1, 1, {"a": 1, "b": "one"}, True), False),
         to_event(Write(11, 1, 2, {"a": 2, "b": "two"}, True), True),  # wrapped form
@@ -139,7 +138,11 @@ def test_applies_events_dead_letters_bad_ones_and_evolves_schema(
     ]
     events = [e.replace(b'"keyspace":"ks"', f'"keyspace":"{ks}"'.encode()) for e in events]
     produce(bootstrap, topic, [(b"k%d" % (i % 2), e) for i, e in enumerate(events)])
-    env_ = {"POSTGRES_PASSWORD": "cdc", "CDC_WORKER_SCHEMA_AGREEMENT_SECONDS": "2"}
+    env_ = {
+        "POSTGRES_PASSWORD": "cdc",
+        "CDC_WORKER_SCHEMA_AGREEMENT_SECONDS": "2",
+        **stack_cassandra.worker_env(env),
+    }
     w = WorkerProcess(tmp_path, cfg, env_).start()
     try:
         wait_for(lambda: _offsets(pg, name) == len(events), 60, "all offsets stored")
@@ -340,11 +343,14 @@ def test_a_table_that_cannot_be_served_is_quarantined_alone(
     good, bad = f"{name}.ks.t", f"{name}.ks.gone"
     bootstrap = env["KAFKA_BOOTSTRAP_SERVERS"]
     create_topics(bootstrap, good, bad, f"{name}.dlq", partitions=1)
-    contact, ks = source
+    _contact, ks = source
     gone = {"topic": bad, "source": {"keyspace": ks, "table": "gone"}, "target": {"table": "gone"}}
-    cfg = worker_config(env, name, [pt_table(good), gone], cassandra={"contactPoints": [contact]})
+    cfg = worker_config(env, name, [pt_table(good), gone],
+                        cassandra=stack_cassandra.worker_config(env))  # fmt: skip
     produce(bootstrap, good, [(b"k", to_event(Write(10, 1, 1, {"a": 1, "b": "x"}, True), False))])
-    w = WorkerProcess(tmp_path, cfg, {"POSTGRES_PASSWORD": "cdc"}).start()
+    w = WorkerProcess(
+        tmp_path, cfg, {"POSTGRES_PASSWORD": "cdc", **stack_cassandra.worker_env(env)}
+    ).start()
     try:
         wait_for(lambda: _offsets(pg, name) == 1, 60, f"the good table; log:\n{w.logs()[-2000:]}")
         assert _rows(pg, f"SELECT p, c, a, b FROM {name}.t") == [(1, 1, 1, "x")]

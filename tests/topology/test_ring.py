@@ -22,13 +22,14 @@ from typing import Any
 import psycopg
 import pytest
 from cassandra import ConsistencyLevel
-from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, Session
+from cassandra.cluster import EXEC_PROFILE_DEFAULT, ExecutionProfile, Session
 from cassandra.policies import DCAwareRoundRobinPolicy
 from cassandra.query import SimpleStatement
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from tests.integration.test_worker_process import pt_table, worker_config
+from tests.support import cassandra as stack_cassandra
 from tests.support.worker_proc import WorkerProcess, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.topology]
@@ -44,15 +45,12 @@ def env(stack: Any) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def session(env: dict[str, str]) -> Iterator[Session]:
-    points = env["CASSANDRA_CONTACT_POINTS"].split(",")
-    port = int(points[0].rpartition(":")[2])
     profile = ExecutionProfile(
         load_balancing_policy=DCAwareRoundRobinPolicy(env["CASSANDRA_LOCAL_DATACENTER"]),
         consistency_level=QUORUM,
         request_timeout=30,
     )
-    cluster = Cluster([p.rpartition(":")[0] for p in points], port=port,
-                      execution_profiles={EXEC_PROFILE_DEFAULT: profile})  # fmt: skip
+    cluster = stack_cassandra.cluster(env, execution_profiles={EXEC_PROFILE_DEFAULT: profile})
     yield cluster.connect()
     cluster.shutdown()
 

@@ -77,3 +77,56 @@ def test_no_sasl_runs_the_rendered_file_and_missing_credentials_name_kafka(
     rendered.write_text(properties("shop", spec(), [], "127.0.0.1:9042"))
     with pytest.raises(CredentialsMissing, match=r"^kafka: .*KAFKA_USERNAME"):
         runtime_properties(rendered, tmp_path / "run", {"KAFKA_USERNAME": "agent"})
+
+
+def _stack_ca(tmp_path: Path) -> Path:
+    import subprocess
+
+    ca = tmp_path / "ca.crt"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+         str(tmp_path / "ca.key"), "-subj", "/CN=unit-ca", "-days", "1", "-out", str(ca)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return ca
+
+
+def test_cassandra_login_and_tls_go_to_a_private_runtime_driver_config(tmp_path: Path) -> None:
+    from cdc_worker.agent.driver import CassandraTrust, hocon_string
+
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    (workdir / "application.conf").write_text(
+        "datastax-java-driver { basic.request.timeout = 5 seconds }\n"
+    )
+    rendered = tmp_path / "config.properties"
+    rendered.write_text("cassandra.driver.config.file=application.conf\ntopic.prefix=t\n")
+    pw_file = tmp_path / "pw"
+    pw_file.write_text(PASSWORD + "\n")
+    env = {"CASSANDRA_USERNAME": "cdc_agent", "CASSANDRA_PASSWORD_FILE": str(pw_file)}
+    trust = CassandraTrust(_stack_ca(tmp_path))
+    run = runtime_properties(rendered, tmp_path / "run", env, workdir=workdir,
+                             cassandra_trust=trust)  # fmt: skip
+    assert run != rendered
+    assert PASSWORD not in rendered.read_text()
+    conf = Path(props.load(run)["cassandra.driver.config.file"])
+    assert conf.parent == tmp_path / "run"
+    text = conf.read_text()
+    assert text.startswith("datastax-java-driver { basic.request.timeout")
+    assert f"password = {hocon_string(PASSWORD)}" in text
+    assert "class = PlainTextAuthProvider" in text
+    assert "hostname-validation = true" in text
+    store = conf.parent / "cassandra-truststore.p12"
+    assert store.stat().st_size > 0
+    for f in (run, conf, store):
+        assert stat.S_IMODE(f.stat().st_mode) == 0o600
+    assert PASSWORD not in (workdir / "application.conf").read_text()
+
+
+def test_cassandra_half_a_login_names_the_hop(tmp_path: Path) -> None:
+    rendered = tmp_path / "config.properties"
+    rendered.write_text("topic.prefix=t\n")
+    with pytest.raises(CredentialsMissing, match=r"^cassandra: ") as e:
+        runtime_properties(rendered, tmp_path / "run", {"CASSANDRA_USERNAME": "cdc_agent"})
+    assert e.value.hop == "cassandra"
+    assert runtime_properties(rendered, tmp_path / "run", {}) == rendered

@@ -7,6 +7,7 @@ loop ends and waits for it up to `stop_timeout` before killing it: the container
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import time
@@ -16,6 +17,7 @@ import structlog
 
 from cdc_worker.agent.capture import CaptureMonitor
 from cdc_worker.agent.config import parse_args
+from cdc_worker.agent.driver import DriverSetupError, cassandra_login
 from cdc_worker.agent.http import serve
 from cdc_worker.agent.probe import CassandraProbe
 from cdc_worker.agent.supervisor import Supervisor
@@ -31,7 +33,12 @@ def main(argv: list[str] | None = None) -> int:
     if not s.jar.is_file():
         print(f"cdc-agent: no connector jar at {s.jar}", file=sys.stderr)
         return 2
-    cassandra = CassandraProbe(s.cassandra, s.cassandra_username, s.cassandra_password)
+    try:
+        login = cassandra_login(os.environ) or ("", "")
+    except DriverSetupError as e:
+        print(f"cdc-agent: {e}", file=sys.stderr)
+        return 2
+    cassandra = CassandraProbe(s.cassandra, *login, s.cassandra_ca, s.cassandra_verify_hostname)
     sup = Supervisor(s, cassandra)
     monitor = CaptureMonitor(sup)
 

@@ -11,10 +11,12 @@ import argparse
 import os
 import shlex
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+
+from cdc_worker.agent.driver import CassandraTrust
 
 DEFAULT_JAR = "/opt/debezium/debezium-connector-cassandra-5-jar-with-dependencies.jar"
 
@@ -27,8 +29,8 @@ class Settings:
     java_opts: tuple[str, ...] = ("-Xms256m", "-Xmx512m")
     workdir: Path = Path()
     cassandra: str = "127.0.0.1:9042"
-    cassandra_username: str = field(default="", repr=False)
-    cassandra_password: str = field(default="", repr=False)
+    cassandra_ca: Path | None = None  # PEM CA of the node's certificate: TLS to the node
+    cassandra_verify_hostname: bool = True
     cdc_raw: Path | None = None
     port: int = 8090
     table_poll: float = 10.0
@@ -41,6 +43,11 @@ class Settings:
     stop_timeout: float = 25.0
     log_level: str = "INFO"
     runtime_dir: Path | None = None  # the 0600 runtime properties (SASL); default: a temp dir
+
+    def cassandra_trust(self) -> CassandraTrust | None:
+        if self.cassandra_ca is None:
+            return None
+        return CassandraTrust(self.cassandra_ca, self.cassandra_verify_hostname)
 
 
 def _env(name: str, default: str) -> str:
@@ -61,6 +68,9 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     add("--java-opts", default=_env("JAVA_OPTS", "-Xms256m -Xmx512m"), help="JVM options")
     add("--workdir", default=_env("WORKDIR", "."), help="the agent's working directory")
     add("--cassandra", default=_env("CASSANDRA", "127.0.0.1:9042"), help="this node, host:port")
+    add("--cassandra-ca", default=_env("CASSANDRA_CA_FILE", ""),
+        help="PEM CA of the node's certificate: the probe and the agent use TLS, verified "
+        "(login: CASSANDRA_USERNAME/PASSWORD or their *_FILE variants)")  # fmt: skip
     add("--cdc-raw", default=_env("CDC_RAW_DIR", ""), help="default: from cassandra.yaml")
     add("--port", type=int, default=int(_env("PORT", "8090")), help="HTTP port")
     add("--table-poll", type=float, default=float(_env("TABLE_POLL_SECONDS", "10")))
@@ -81,8 +91,8 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         java_opts=tuple(shlex.split(a.java_opts)),
         workdir=Path(a.workdir),
         cassandra=a.cassandra,
-        cassandra_username=_env("CASSANDRA_USERNAME", ""),
-        cassandra_password=_env("CASSANDRA_PASSWORD", ""),
+        cassandra_ca=Path(a.cassandra_ca) if a.cassandra_ca else None,
+        cassandra_verify_hostname=_env("CASSANDRA_VERIFY_HOSTNAME", "true").lower() != "false",
         cdc_raw=Path(a.cdc_raw) if a.cdc_raw else None,
         port=a.port,
         table_poll=a.table_poll,

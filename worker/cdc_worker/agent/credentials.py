@@ -5,6 +5,9 @@ the properties ask for SASL, cdc-agent writes a runtime copy of them, mode 0600 
 directory, with `kafka.producer.sasl.jaas.config` built from its own environment —
 `KAFKA_USERNAME`/`KAFKA_PASSWORD` or the files named by `KAFKA_USERNAME_FILE`/
 `KAFKA_PASSWORD_FILE` (the sidecar's Secret) — and runs the agent on that copy.
+
+The Cassandra login and TLS trust go the same way (driver.py): the runtime copy then also points
+`cassandra.driver.config.file` at a 0600 runtime driver config holding them.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from cdc_worker.agent import props
+from cdc_worker.agent import driver, props
 from cdc_worker.config import ConfigError, secret
 
 RUNTIME_NAME = "agent-runtime.properties"
@@ -25,7 +28,12 @@ LOGIN_MODULES = {
 
 
 class CredentialsMissing(Exception):
-    """The properties ask for SASL and the environment has no (usable) Kafka credentials."""
+    """The properties ask for SASL and the environment has no (usable) Kafka credentials, or
+    the Cassandra login/trust cannot be set up; `hop` names which."""
+
+    def __init__(self, message: str, hop: str = "kafka") -> None:
+        super().__init__(message)
+        self.hop = hop
 
 
 def sasl_credentials(env: Mapping[str, str]) -> tuple[str, str]:
@@ -69,14 +77,37 @@ def jaas_config(mechanism: str, user: str, password: str) -> str:
     return f"{module} required username={_jaas_quote(user)} password={_jaas_quote(password)};"
 
 
-def runtime_properties(config: Path, runtime_dir: Path, env: Mapping[str, str]) -> Path:
-    """The file the agent runs: `config` itself, or its 0600 runtime copy with the JAAS line."""
+def runtime_properties(
+    config: Path,
+    runtime_dir: Path,
+    env: Mapping[str, str],
+    *,
+    workdir: Path | None = None,
+    cassandra_trust: driver.CassandraTrust | None = None,
+    java: str = "java",
+) -> Path:
+    """The file the agent runs: `config` itself, or its 0600 runtime copy with the JAAS line
+    and/or the runtime driver config (Cassandra login, TLS trust)."""
     text = config.read_text()
-    mechanism = props.parse(text).get("kafka.producer.sasl.mechanism")
-    if not mechanism:
+    p = props.parse(text)
+    extra: list[str] = []
+    mechanism = p.get("kafka.producer.sasl.mechanism")
+    if mechanism:
+        user, password = sasl_credentials(env)
+        jaas = _prop_escape(jaas_config(mechanism, user, password))
+        extra.append("kafka.producer.sasl.jaas.config=" + jaas)
+    try:
+        login = driver.cassandra_login(env)
+        if login is not None or cassandra_trust is not None:
+            conf = Path(p.get("cassandra.driver.config.file", "application.conf"))
+            if not conf.is_absolute():
+                conf = (workdir or Path()) / conf
+            run_conf = driver.runtime_driver_conf(conf, runtime_dir, login, cassandra_trust, java)
+            extra.append("cassandra.driver.config.file=" + _prop_escape(str(run_conf)))
+    except driver.DriverSetupError as e:
+        raise CredentialsMissing(str(e), hop="cassandra") from None
+    if not extra:
         return config
-    user, password = sasl_credentials(env)
-    line = "kafka.producer.sasl.jaas.config=" + _prop_escape(jaas_config(mechanism, user, password))
     runtime_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = runtime_dir / RUNTIME_NAME
     tmp = runtime_dir / (RUNTIME_NAME + ".tmp")
@@ -84,10 +115,11 @@ def runtime_properties(config: Path, runtime_dir: Path, env: Mapping[str, str]) 
     with os.fdopen(fd, "w") as f:
         os.fchmod(f.fileno(), 0o600)
         f.write(text.rstrip("\n") + "\n# added by cdc-agent at start (from its environment)\n")
-        f.write(line + "\n")
+        f.write("\n".join(extra) + "\n")
     tmp.replace(path)
     return path
 
 
 def remove_runtime(runtime_dir: Path) -> None:
     (runtime_dir / RUNTIME_NAME).unlink(missing_ok=True)
+    driver.remove_runtime(runtime_dir)

@@ -8,6 +8,7 @@ all table topics (a topic that does not exist yet has emitted nothing).
 
 from __future__ import annotations
 
+import ssl
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,10 +33,17 @@ WRITES_CQL = "SELECT keyspace_name, table_name, count FROM system_views.local_wr
 
 
 class CassandraProbe:
-    def __init__(self, contact_point: str, username: str = "", password: str = "") -> None:
+    def __init__(
+        self, contact_point: str, username: str = "", password: str = "",
+        ca_file: Path | None = None, verify_hostname: bool = True,
+    ) -> None:  # fmt: skip
         host, _, port = contact_point.rpartition(":")
         self.host, self.port = host or contact_point, int(port or 9042)
         self.auth = PlainTextAuthProvider(username, password) if username else None
+        self.ssl_context: ssl.SSLContext | None = None
+        if ca_file is not None:
+            self.ssl_context = ssl.create_default_context(cafile=str(ca_file))
+            self.ssl_context.check_hostname = verify_hostname
         self._cluster: Cluster | None = None
         self._session: Session | None = None
 
@@ -48,6 +56,7 @@ class CassandraProbe:
                 [self.host],
                 port=self.port,
                 auth_provider=self.auth,
+                ssl_context=self.ssl_context,
                 execution_profiles={EXEC_PROFILE_DEFAULT: profile},
                 connect_timeout=5,
             )

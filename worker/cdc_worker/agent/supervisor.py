@@ -83,11 +83,15 @@ class Supervisor:
             self.running_tables = None
         digest = self.watch.accept()
         try:
-            config = runtime_properties(self.s.config, self.runtime_dir, os.environ)
+            config = runtime_properties(
+                self.s.config, self.runtime_dir, os.environ, workdir=self.s.workdir,
+                cassandra_trust=self.s.cassandra_trust(), java=self.s.java,
+            )  # fmt: skip
         except (CredentialsMissing, OSError) as e:
             self.failures += 1
             delay = backoff(self.failures, self.s.backoff_base, self.s.backoff_max)
-            log.error("agent_not_started", hop="kafka", error=str(e), restart_in_s=delay)
+            hop = e.hop if isinstance(e, CredentialsMissing) else "kafka"
+            log.error("agent_not_started", hop=hop, error=str(e), restart_in_s=delay)
             self.next_start = now + delay
             return
         cmd = command(self.s.java, self.s.java_opts, self.s.jar, config)
