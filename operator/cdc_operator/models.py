@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
+
+from cdc_operator import cron
 
 GROUP = "casscdc.io"
 VERSION = "v1alpha1"
@@ -321,15 +323,53 @@ class ColumnsSpec(Model):
 class VerifySpec(Model):
     """Periodic proof that PostgreSQL equals Cassandra (a token-range scan; docs/scan.md)."""
 
-    interval: str = Field(
-        default="24h", pattern=_DURATION, description="from the end of one verify to the next"
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            (
+                "!has(self.interval) || !has(self.schedule)",
+                "use interval or schedule, not both",
+            ),
+        )
     )
-    repair: bool = Field(default=False, description="repair differences, else report them")
+    interval: str | None = Field(
+        default=None, pattern=_DURATION,
+        description="from the end of one verify to the start of the next (default 24h when "
+        "there is no schedule)",
+    )  # fmt: skip
+    schedule: str | None = Field(
+        default=None, min_length=1, max_length=100,
+        description="instead of interval: a cron schedule, 5 fields, UTC (e.g. '30 2 * * *' "
+        "or '@daily'; docs/scan.md); a time missed while another scan ran starts when it ends",
+        json_schema_extra=cel(*cron.SCHEDULE_RULES),
+    )  # fmt: skip
+    repair: bool = Field(
+        default=False,
+        description="repair differences, else report them; with repair, a data gap (events "
+        "lost to retention) starts a repair at once, which acknowledges the gap",
+    )
     rows_per_second: int = Field(
         default=0, ge=0, le=10_000_000, description="Cassandra rows/s per Pod (0: no limit)"
     )
     parallelism: int = Field(default=1, ge=1, le=16, description="Pods scanning at once")
     consistency: Literal["ONE", "LOCAL_ONE", "QUORUM", "LOCAL_QUORUM", "ALL"] = "LOCAL_QUORUM"
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, v: str | None) -> str | None:
+        if v is not None:
+            cron.parse(v)
+        return v
+
+    @model_validator(mode="after")
+    def _one_timing(self) -> VerifySpec:
+        if self.interval is not None and self.schedule is not None:
+            raise ValueError("use interval or schedule, not both")
+        return self
+
+    @property
+    def every(self) -> str:
+        """The interval in effect (schedule unset)."""
+        return self.interval or "24h"
 
 
 class BackfillSpec(Model):
@@ -381,6 +421,12 @@ class ScanStatus(Model):
     rows_repaired: int | None = None
     duration: str | None = None
     progress: int | None = Field(default=None, description="percent of token slices done")
+    next_run: str | None = Field(
+        default=None, description="verify: when the next run is due (interval or schedule)"
+    )
+    trigger: str | None = Field(
+        default=None, description="verify: why the last run started (Schedule, Interval, DataGap)"
+    )
 
 
 class TableReplicationStatus(Model):

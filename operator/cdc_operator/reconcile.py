@@ -431,7 +431,7 @@ async def _reconcile(
         status["agents"] = f"{agents.ready}/{agents.total}"
     if last:
         status["lastEventTime"] = _iso(last / 1e6)
-    scans = await _scans(kube, ns, name, spec, refs, conds, st, redis_password, gen)
+    scans = await _scans(kube, ns, name, spec, refs, conds, st, redis_password, gen, per_table)
     await _table_statuses(kube, ns, spec, refs, conds, lag, per_table, st.sources, scans)
     return status
 
@@ -439,6 +439,7 @@ async def _reconcile(
 async def _scans(
     kube: Kube, ns: str, name: str, spec: CdcPipelineSpec, refs: list[TableRef],
     conds: list[dict[str, Any]], st: PipelineState, redis_password: str | None, gen: int | None,
+    per_table: dict[str, Any] | None = None,
 ) -> dict[str, scan_step.ScanView]:  # fmt: skip
     """Verify/backfill Jobs of the tables that ask for them (scan_step), and their status."""
     wanted = [r for r in refs if r.spec.verify is not None
@@ -460,8 +461,10 @@ async def _scans(
     for r in wanted:
         tr = {"name": r.name, "uid": r.uid, "conditions": r.status.get("conditions"),
               "status": r.status}  # fmt: skip
+        source = f"{r.spec.source.keyspace}.{r.spec.source.table}"
+        gap = ((per_table or {}).get(source) or {}).get("dataGap")
         view = scan_step.plan(ns, name, spec, tr, r.spec, jobs, counts, streaming,
-                              st.secret_keys, r.generation)  # fmt: skip
+                              st.secret_keys, r.generation, gap=gap)  # fmt: skip
         for job in view.create:
             await asyncio.to_thread(kube.apply, job)
         out[r.name] = view
@@ -489,20 +492,21 @@ async def _table_statuses(
         conds = list(ref.status.get("conditions") or [])
         reported = per_table.get(f"{tr.source.keyspace}.{tr.source.table}", {})
         gap, quarantined = reported.get("dataGap"), reported.get("quarantined")
+        view = (scans or {}).get(ref.name)
         if source is not None and source.problem is not None:
             conds = set_condition(conds, "Ready", False, *source.problem, gen)
         elif quarantined:
             why = f"the workers cannot serve this table: {quarantined}"
             conds = set_condition(conds, "Ready", False, "Quarantined", why, gen)
         elif gap:
-            why = f"{gap}; run verify with repair, then acknowledge the gap"
+            why = scan_step.gap_message(gap, tr, view, spec.postgres.schema_,
+                                        names.topic(spec, tr))  # fmt: skip
             conds = set_condition(conds, "Ready", False, "DataGap", why, gen)
         else:
             conds = set_condition(conds, "Ready", ok, reason, msg, gen)
         if source is not None and source.schema is not None:
             reread = ref.spec.reread is not None and ref.spec.reread.enabled
             conds = _exact(conds, source, gen, reread)
-        view = (scans or {}).get(ref.name)
         insync = [c for c in (view.conditions or []) if c["type"] == "InSync"] if view else []
         for c in insync:
             if c["status"] in ("True", "False"):

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+import yaml
 
 from cdc_operator.builders import manifests
 from cdc_operator.builders.scan_job import scan_job, scan_job_name
@@ -81,3 +84,26 @@ def test_names_and_arguments_are_checked() -> None:
     with pytest.raises(ValueError, match="run_id"):
         scan_job("ns", "shop", OWNER, SPEC, kind="verify", table="a.b", slices=1, run_id="R_1",
                  secret_keys=[])  # fmt: skip
+
+
+def test_a_gap_repair_acknowledges_gaps_under_its_run_id() -> None:
+    job = scan_job("ns", "shop", OWNER, SPEC, kind="repair", table="sales.orders", slices=2,
+                   run_id="v1a2b", secret_keys=KEYS, acknowledge_gaps=True)  # fmt: skip
+    args = job["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--acknowledge-gaps") + 1] == "v1a2b"
+    with pytest.raises(ValueError, match="only a repair"):
+        scan_job("ns", "shop", OWNER, SPEC, kind="verify", table="sales.orders", slices=1,
+                 run_id="v1", secret_keys=KEYS, acknowledge_gaps=True)  # fmt: skip
+
+
+def test_the_worker_refuses_to_acknowledge_gaps_without_repairing(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    from cdc_worker.cli import main
+    from tests.unit.test_worker_config import BASE
+
+    cfg = tmp_path / "worker.yaml"
+    cfg.write_text(yaml.safe_dump(BASE))
+    assert main(["check-config", "--config", str(cfg)]) == 0
+    assert main(["verify", "--config", str(cfg), "--acknowledge-gaps", "r1"]) == 2
+    assert "--acknowledge-gaps needs a repair" in capfd.readouterr().err

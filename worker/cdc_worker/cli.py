@@ -83,6 +83,12 @@ def _scan_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repair", action="store_true", help="verify: repair what differs")
     p.add_argument("--fail-on-diff", action="store_true", help="exit 3 when rows differ")
     p.add_argument("--report-run", help="add this slice's counts to the run's totals in Redis")
+    p.add_argument(
+        "--acknowledge-gaps",
+        metavar="RUN",
+        help="repair: when every slice of run RUN has repaired, acknowledge the table's data "
+        "gaps detected before it began (scan/gap_ack.py)",
+    )
 
 
 def _scan(cfg: WorkerConfig, args: argparse.Namespace) -> int:
@@ -97,6 +103,9 @@ def _scan(cfg: WorkerConfig, args: argparse.Namespace) -> int:
         print(f"cdc-worker: {e}", file=sys.stderr)
         return 2
     kind = "repair" if args.command == "repair" or args.repair else args.command
+    if args.acknowledge_gaps and kind != "repair":
+        print("cdc-worker: --acknowledge-gaps needs a repair", file=sys.stderr)
+        return 2
     opts = ScanOptions(
         kind, args.table, args.consistency, args.rows_per_second, i, n, args.subranges,
         args.lag_seconds, args.recheck_wait_seconds, fetch_size=args.fetch_size,
@@ -116,4 +125,19 @@ def _scan(cfg: WorkerConfig, args: argparse.Namespace) -> int:
             report(cfg, dict(os.environ), args.report_run, result)
         except Exception as e:  # the counts are informative; the exit code is the verdict
             print(f"cdc-worker: could not report to Redis: {type(e).__name__}", file=sys.stderr)
+    if args.acknowledge_gaps:
+        import psycopg
+
+        from cdc_worker.connect import pg_connect
+        from cdc_worker.scan.gap_ack import slice_repaired
+        from cdc_worker.scan.run import pick_table
+
+        try:
+            with pg_connect(cfg, dict(os.environ)) as conn:
+                slice_repaired(conn, cfg, pick_table(cfg, args.table), args.acknowledge_gaps,
+                               i, n)  # fmt: skip
+        except (psycopg.Error, RuntimeError) as e:
+            # Not acknowledged: fail, so the Job retries (or the operator starts another).
+            print(f"cdc-worker: could not acknowledge the data gaps: {e}", file=sys.stderr)
+            return 1
     return 3 if args.fail_on_diff and result.rowsDiffering else 0

@@ -5,8 +5,11 @@ An Indexed Job (completionMode Indexed, completions = slices) runs
 each pod scans its own contiguous part of the token ring, the Job controller
 gives every index its own retries (`backoffLimitPerIndex`), and a retried pod
 resumes from its slice's checkpoint in PostgreSQL, so a failure costs one
-sub-range, not the table. `$(JOB_COMPLETION_INDEX)` is expanded by the kubelet
-from the variable the Job controller injects into every Indexed-Job container.
+sub-range, not the table. A repair started for a data gap also gets
+`--acknowledge-gaps <run>`: when every slice of the run has repaired, the
+last one acknowledges the table's gaps (docs/scan.md). `$(JOB_COMPLETION_INDEX)`
+is expanded by the kubelet from the variable the Job controller injects into
+every Indexed-Job container.
 The pod is the worker Deployment's pod in every way that matters for trust: the
 pipeline's ConfigMap (worker.yaml) and Secret (credentials as env), its own
 ServiceAccount without a mounted token, and the "restricted" security context.
@@ -45,6 +48,7 @@ def scan_job(
     consistency: str = "LOCAL_QUORUM",
     rows_per_second: float = 0,
     lag_seconds: float | None = None,
+    acknowledge_gaps: bool = False,
     backoff_limit_per_index: int = 3,
     ttl_seconds_after_finished: int = 86_400,
 ) -> dict[str, Any]:
@@ -59,6 +63,11 @@ def scan_job(
         args += ["--rows-per-second", f"{rows_per_second:g}"]
     if lag_seconds is not None:
         args += ["--lag-seconds", f"{lag_seconds:g}"]
+    if acknowledge_gaps:
+        if kind != "repair":
+            raise ValueError("only a repair can acknowledge data gaps")
+        # The slice that finishes last, when all have repaired, acknowledges the table's gaps.
+        args += ["--acknowledge-gaps", run_id]
     container = worker_container(pipeline, spec, secret_keys, "scan", command=["cdc-worker"],
                                  args=args)  # fmt: skip
     meta = _meta(scan_job_name(pipeline, kind, table, run_id), ns, pipeline, "scan", owner)
