@@ -24,7 +24,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from cassandra.cluster import Cluster
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -32,6 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tests.conftest import STACK, _stack_env  # noqa: E402
+from tests.support import cassandra as stack_cassandra  # noqa: E402
 
 KEYSPACE, TABLE = "cdcbench", "latency"
 WRITES = int(os.environ.get("BENCH_WRITES", "250"))
@@ -57,10 +57,9 @@ def _wait_agent_captures(env: dict[str, str], table: str, timeout: float = 120) 
 def main() -> int:
     subprocess.run([str(STACK), "up", "kafka", "cassandra", "debezium"], check=True)
     env = _stack_env()
-    host, _, port = env["CASSANDRA_CONTACT_POINTS"].partition(":")
     bootstrap = env["KAFKA_BOOTSTRAP_SERVERS"]
     topic = f"{env['DEBEZIUM_TOPIC_PREFIX']}.{KEYSPACE}.{TABLE}"
-    cluster = Cluster([host], port=int(port))
+    cluster = stack_cassandra.cluster(env)
     session = cluster.connect()
     fresh = session.execute(
         "SELECT table_name FROM system_schema.tables WHERE keyspace_name = %s AND table_name = %s",

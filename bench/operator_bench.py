@@ -60,8 +60,7 @@ def pipeline(ns: str, name: str, env: dict[str, str], ks: str, prefix: str, imag
         "apiVersion": "casscdc.io/v1alpha1", "kind": "CdcPipeline",
         "metadata": {"name": name, "namespace": ns},
         "spec": {
-            "cassandra": {"contactPoints": [env["CASSANDRA_CONTACT_POINTS"]],
-                          "manageTableCdc": manage},
+            "cassandra": demo.stack_cassandra.pipeline_spec(env, manageTableCdc=manage),
             "debezium": {"topicPrefix": prefix},
             "kafka": {"bootstrapServers": env["KAFKA_BOOTSTRAP_SERVERS"],
                       "deadLetterTopic": f"{prefix}.dlq", "topic": {"partitions": 1}},
@@ -109,6 +108,7 @@ def main() -> int:
     kube("create", "namespace", ns)
     kube("create", "secret", "generic", "pg", "-n", ns, "--from-literal=username=cdc",
          "--from-literal=password=cdc")  # fmt: skip
+    kube("apply", "-f", "-", stdin=json.dumps(demo.stack_cassandra.secret_manifest(env, ns)))
     op = start_operator(env, ns, out_dir / "operator-bench.log")
     latencies = []
     try:

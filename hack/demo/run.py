@@ -41,6 +41,9 @@ from cassandra.cluster import Cluster, Session
 
 REPO = Path(__file__).resolve().parents[2]
 STACK = REPO / "hack" / "stack"
+sys.path.insert(0, str(REPO))
+from tests.support import cassandra as stack_cassandra  # noqa: E402
+
 NAMESPACE = "cdc-demo"
 RELEASE = "cass-cdc-pg"
 COMPONENTS = ["postgres", "redis", "vault", "kafka", "cassandra", "debezium", "k8s", "node"]
@@ -160,8 +163,9 @@ def install_chart(kube: Kube, image: str) -> None:
 
 
 def cassandra(env: dict[str, str]) -> tuple[Cluster, Session]:
-    host, _, port = env["CASSANDRA_CONTACT_POINTS"].rpartition(":")
-    cluster = Cluster([host], port=int(port), protocol_version=5)
+    """The demo's own session (keyspace setup, then the comparison): TLS verified against the
+    stack CA, as the stack's superuser cdc_admin (tests/support/cassandra.py)."""
+    cluster = stack_cassandra.cluster(env, protocol_version=5)
     return cluster, cluster.connect()
 
 
@@ -523,14 +527,16 @@ HOPS = [
     ("operator -> Kafka (topics, lag)", "SASL_SSL, SCRAM-SHA-512 as operator (authenticated, "
      "encrypted)"),
     ("worker, operator -> Redis", "TLS, ACL user cdc (authenticated, encrypted)"),
-    ("agent, worker, operator -> Cassandra", "plaintext, no authentication (not yet secured "
-     "in the local stack)"),
+    ("agent -> Cassandra", "TLS (stack CA, host name verified), PasswordAuthenticator as "
+     "cdc_agent (authenticated, encrypted)"),
+    ("operator, worker -> Cassandra", "TLS (spec.cassandra.tls), PasswordAuthenticator as "
+     "cdc_operator from OpenBao (authenticated, encrypted)"),
 ]  # fmt: skip
 
 
 def store_credentials(env: dict[str, str]) -> None:
     """The pipeline's credentials in OpenBao (over https): one identity per client."""
-    say("storing the pipeline's credentials in OpenBao (PostgreSQL, Kafka worker/operator, Redis)")
+    say("storing the pipeline's credentials in OpenBao (PostgreSQL, Kafka, Redis, Cassandra)")
 
     def pw(var: str) -> str:
         return Path(env[var]).read_text().strip()
@@ -545,6 +551,10 @@ def store_credentials(env: dict[str, str]) -> None:
         "cdc-demo/kafka-operator": {"username": env["KAFKA_OPERATOR_USER"],
                                     "password": pw("KAFKA_OPERATOR_PASSWORD_FILE")},
         "cdc-demo/redis": {"password": pw("REDIS_PASSWORD_FILE")},
+        # One Cassandra login per pipeline (operator and workers): the role that may ALTER
+        # tables for cdc = true and read them, nothing else.
+        "cdc-demo/cassandra": {"username": env["CASSANDRA_OPERATOR_USERNAME"],
+                               "password": pw("CASSANDRA_OPERATOR_PASSWORD_FILE")},
     }.items():  # fmt: skip
         vault.secrets.kv.v2.create_or_update_secret(path=path, secret=secret, mount_point="secret")
 
@@ -580,17 +590,18 @@ def vault_kubernetes_auth(env: dict[str, str], kube: Kube) -> None:
 
 
 def ensure_agent_identity(env: dict[str, str]) -> None:
-    """This node's cdc-agent must hold the agent's Kafka login (hack/stack starts it with it);
-    one started before the secure profile is restarted once."""
+    """This node's cdc-agent must hold the agent's Kafka and Cassandra logins (hack/stack starts
+    it with them); one started before the secure profile is restarted once."""
     pid_file = Path(env["DEBEZIUM_STATE_DIR"]) / "debezium.pid"
     try:
         pid = pid_file.read_text().split()[0]
         environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
     except (OSError, IndexError):
         environ = []
-    if any(e.startswith(b"KAFKA_PASSWORD_FILE=") for e in environ):
+    wanted = (b"KAFKA_PASSWORD_FILE=", b"CASSANDRA_PASSWORD_FILE=")
+    if all(any(e.startswith(w) for e in environ) for w in wanted):
         return
-    say("restarting this node's cdc-agent with the agent's Kafka login (SASL_SSL)")
+    say("restarting this node's cdc-agent with the agent's Kafka and Cassandra logins")
     subprocess.run([str(STACK), "restart", "debezium"], check=True)
 
 
