@@ -5,12 +5,18 @@ boolean) with N rows, then measures, each in its own process so peak RSS is
 per phase:
 1. a plain `SELECT *` of the whole table with the same driver and page size
    (the ceiling for anything that reads Cassandra);
-2. `cdc-worker backfill` into an empty PostgreSQL table (exact write times);
-3. `cdc-worker verify` of the table in sync (digests only, no rows move).
-Prints a table and writes bench-results/verify_bench.json.
+2. the scanner's own SELECT (token, every column with WRITETIME and TTL) over the
+   whole table, rows only decoded by the driver: the driver's raw decoding rate
+   for what the scanner reads;
+3. `cdc-worker backfill` into an empty PostgreSQL table (exact write times);
+4. `cdc-worker verify` of the table in sync (digests only, no rows move).
+Prints a table (rates, ratio to the plain SELECT, peak RSS, and where the scan's
+time went) and writes bench-results/verify_bench.json.
 
     make bench-verify                  # N=1000000
     BENCH_ROWS=50000 make bench-verify # a quick run
+    BENCH_KEYSPACE=vbkeep BENCH_ROWS=200000 make bench-verify
+                                       # keep (and reuse) a loaded keyspace between runs
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import time
 import uuid
 from pathlib import Path
 
+import psycopg
 import yaml
 from cassandra.cluster import Cluster
 from cassandra.concurrent import execute_concurrent_with_args
@@ -83,14 +90,46 @@ def child(args: list[str], env: dict[str, str]) -> tuple[float, float, str]:
         return secs, hwm / 1024, out.read()
 
 
+def cluster(host: str, port: int) -> Cluster:
+    """The stack's Cassandra as its clients reach it: TLS with the stack's CA, logged in."""
+    return Cluster([host], port=port, protocol_version=5, **_secure(dict(os.environ)))
+
+
+def _secure(env: dict[str, str]) -> dict[str, object]:
+    import ssl
+
+    from cassandra.auth import PlainTextAuthProvider
+
+    from cdc_worker.config import secret
+
+    kw: dict[str, object] = {}
+    if env.get("CASSANDRA_CA_FILE"):
+        kw["ssl_context"] = ssl.create_default_context(cafile=env["CASSANDRA_CA_FILE"])
+    user, password = secret(env, "CASSANDRA_USERNAME"), secret(env, "CASSANDRA_PASSWORD")
+    if user and password:
+        kw["auth_provider"] = PlainTextAuthProvider(user, password)
+    return kw
+
+
+# argv: host port keyspace fetch mode; mode "plain": SELECT * with the driver's defaults (named
+# tuples); "scan": the scanner's column list with plain tuples, whole table, rows only decoded.
 PLAIN = """
-import sys, time
-from cassandra.cluster import Cluster
-host, port, ks, fetch = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
-c = Cluster([host], port=port, protocol_version=5)
+import os, sys
+sys.path.insert(0, sys.argv[6])
+from verify_bench import COLUMNS, cluster
+from cassandra.query import tuple_factory
+host, port, ks, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[5]
+fetch = int(sys.argv[4])
+c = cluster(host, port)
 s = c.connect()
 s.default_fetch_size = fetch
-n = sum(1 for _ in s.execute(f"SELECT * FROM {ks}.items"))
+if mode == "plain":
+    n = sum(1 for _ in s.execute(f"SELECT * FROM {ks}.items"))
+else:
+    s.row_factory = tuple_factory
+    cols = [c for c in COLUMNS if c != "id"]
+    sel = ["token(id)", "id", *(x for c in cols for x in (c, f"WRITETIME({c})", f"TTL({c})"))]
+    n = sum(1 for _ in s.execute(f"SELECT {', '.join(sel)} FROM {ks}.items"))
 print(n)
 c.shutdown()
 """
@@ -101,15 +140,25 @@ def main() -> int:
     subprocess.run([str(REPO / "hack/stack"), "up", "postgres", "cassandra"], check=True)
     env = _stack_env()
     host, _, port = env["CASSANDRA_CONTACT_POINTS"].partition(":")
-    name = f"vb{uuid.uuid4().hex[:6]}"
-    cluster = Cluster([host], port=int(port), protocol_version=5)
-    session = cluster.connect()
-    session.execute(f"CREATE KEYSPACE {name} WITH replication = "
+    os.environ.update({k: v for k, v in env.items() if k.startswith("CASSANDRA_")})
+    keep = os.environ.get("BENCH_KEYSPACE")
+    name = keep or f"vb{uuid.uuid4().hex[:6]}"
+    cl = cluster(host, int(port))
+    session = cl.connect()
+    session.execute(f"CREATE KEYSPACE IF NOT EXISTS {name} WITH replication = "
                     "{'class': 'SimpleStrategy', 'replication_factor': 1}")  # fmt: skip
     defs = ", ".join(f"{c} {t}" for c, t in COLUMNS.items())
-    session.execute(f"CREATE TABLE {name}.items ({defs}, PRIMARY KEY (id))")
-    load_s = load(session, name, n)
-    print(f"loaded {n} rows into Cassandra in {load_s:.1f}s")
+    session.execute(f"CREATE TABLE IF NOT EXISTS {name}.items ({defs}, PRIMARY KEY (id))")
+    have = (
+        session.execute(f"SELECT count(*) FROM {name}.items", timeout=600).one()[0] if keep else 0
+    )
+    load_s = 0.0
+    if have != n:
+        session.execute(f"TRUNCATE {name}.items")
+        load_s = load(session, name, n)
+        print(f"loaded {n} rows into Cassandra in {load_s:.1f}s")
+    else:
+        print(f"reusing {n} rows in Cassandra keyspace {name}")
 
     out_dir = REPO / "bench-results"
     out_dir.mkdir(exist_ok=True)
@@ -117,17 +166,28 @@ def main() -> int:
         "pipeline": name,
         "kafka": {"bootstrapServers": "127.0.0.1:1", "groupId": name, "deadLetterTopic": "dlq"},
         "postgres": {"dsn": env["PG_DSN"].replace(":cdc@", "@", 1), "schema": name},
-        "cassandra": {"contactPoints": [env["CASSANDRA_CONTACT_POINTS"]]},
+        "cassandra": {
+            "contactPoints": [env["CASSANDRA_CONTACT_POINTS"]],
+            **(
+                {"tls": {"caFile": env["CASSANDRA_CA_FILE"]}}
+                if env.get("CASSANDRA_CA_FILE")
+                else {}
+            ),
+        },
         "tables": [{"topic": f"b.{name}.items", "source": {"keyspace": name, "table": "items"}}],
     }
     cfg_path = out_dir / f"{name}.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg))
     penv = {**os.environ, "POSTGRES_PASSWORD": "cdc"}
     py = sys.executable
-    results: dict[str, dict[str, float]] = {}
-    secs, rss, out = child([py, "-c", PLAIN, host, port, name, str(FETCH)], penv)
-    assert int(out.strip()) == n, out
-    results["plain SELECT *"] = {"seconds": secs, "rows_per_s": n / secs, "peak_rss_mib": rss}
+    results: dict[str, dict[str, object]] = {}
+    here = str(Path(__file__).resolve().parent)
+    for label, mode in (("plain SELECT *", "plain"), ("scanner SELECT", "scan")):
+        secs, rss, out = child([py, "-c", PLAIN, host, port, name, str(FETCH), mode, here], penv)
+        assert int(out.strip()) == n, out
+        results[label] = {"seconds": secs, "rows_per_s": n / secs, "peak_rss_mib": rss}
+    with psycopg.connect(env["PG_DSN"], autocommit=True) as pg:
+        pg.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")  # backfill into an empty table
     scan = [py, "-m", "cdc_worker"]
     common = ["--config", str(cfg_path), "--no-resume", "--fetch-size", str(FETCH)]
     for phase in ("backfill", "verify"):
@@ -137,22 +197,27 @@ def main() -> int:
         if phase == "verify":
             assert line["rowsDiffering"] == 0, line
         results[phase] = {"seconds": secs, "rows_per_s": n / secs, "peak_rss_mib": rss,
-                          "scan_seconds": line["duration"]}  # fmt: skip
+                          "scan_seconds": line["duration"],
+                          "timings": line.get("timings", {})}  # fmt: skip
 
-    print(f"\n{'phase':<16} {'rows':>9} {'seconds':>8} {'rows/s':>9} {'peak RSS':>9}")
+    base = float(results["plain SELECT *"]["rows_per_s"])  # type: ignore[arg-type]
+    print(f"\n{'phase':<16} {'rows':>9} {'seconds':>8} {'rows/s':>9} {'x SELECT':>9} "
+          f"{'peak RSS':>9}  where the scan's time went (s)")  # fmt: skip
     for phase, r in results.items():
-        print(f"{phase:<16} {n:>9} {r['seconds']:>8.1f} {r['rows_per_s']:>9.0f} "
-              f"{r['peak_rss_mib']:>7.0f}Mi")  # fmt: skip
+        rate = float(r["rows_per_s"])  # type: ignore[arg-type]
+        r["ratio_to_select"] = round(rate / base, 3)
+        tm = " ".join(f"{k}={v:.1f}" for k, v in r.get("timings", {}).items())  # type: ignore[union-attr]
+        print(f"{phase:<16} {n:>9} {r['seconds']:>8.1f} {rate:>9.0f} {rate / base:>9.2f} "
+              f"{r['peak_rss_mib']:>7.0f}Mi  {tm}")  # fmt: skip
     doc = {"rows": n, "fetch_size": FETCH, "cores": os.cpu_count(), "load_seconds": load_s,
-           "phases": results}  # fmt: skip
+           "loadavg_at_end": os.getloadavg(), "phases": results}  # fmt: skip
     (out_dir / "verify_bench.json").write_text(json.dumps(doc, indent=2))
     print(f"\nwrote {out_dir / 'verify_bench.json'}")
-    session.execute(f"DROP KEYSPACE {name}")
-    cluster.shutdown()
-    import psycopg
-
-    with psycopg.connect(env["PG_DSN"], autocommit=True) as pg:
-        pg.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
+    if not keep:
+        session.execute(f"DROP KEYSPACE {name}")
+        with psycopg.connect(env["PG_DSN"], autocommit=True) as pg:
+            pg.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
+    cl.shutdown()
     cfg_path.unlink()
     return 0
 

@@ -67,14 +67,18 @@ class PgSide:
         )
         # Many contiguous ranges (start_1 < ... < start_n, each ending where the next starts)
         # in one statement: a row's range is width_bucket(token - 1, starts) (ranges are
-        # start-exclusive, width_bucket's buckets start-inclusive), its `now` that range's.
-        now = "(%(nows)s::bigint[])[b.i]"
+        # start-exclusive, width_bucket's buckets start-inclusive), its `now` that range's,
+        # looked up once per row (OFFSET 0 keeps the subquery from being flattened into the
+        # dozens of places that use it: ~1.5x faster than subscripting in each).
+        now = "m._cdc_now"
         many_text = row_text_sql(self.keys, self.vals, self.attnums, now=now)
         self.digests_sql = (
-            f"SELECT b.i, count(*), COALESCE(sum({hash_sql(many_text)}), 0) FROM {fq} m "
-            "CROSS JOIN LATERAL (SELECT width_bucket(m._cdc_token - 1, %(starts)s::bigint[]) "
-            "AS i) b WHERE m._cdc_token > %(lo)s AND m._cdc_token <= %(hi)s AND "
-            f"{alive_sql(self.vals, self.attnums, soft, now=now)} GROUP BY b.i"
+            f"SELECT m._cdc_b, count(*), COALESCE(sum({hash_sql(many_text)}), 0) FROM ("
+            "SELECT x.*, w.b AS _cdc_b, (%(nows)s::bigint[])[w.b] AS _cdc_now "
+            f"FROM {fq} x CROSS JOIN LATERAL "
+            "(SELECT width_bucket(x._cdc_token - 1, %(starts)s::bigint[]) AS b) w "
+            "WHERE x._cdc_token > %(lo)s AND x._cdc_token <= %(hi)s OFFSET 0) m "
+            f"WHERE {alive_sql(self.vals, self.attnums, soft, now=now)} GROUP BY m._cdc_b"
         )
         fields = value_fields_sql(self.vals, self.attnums)
         ts = [f"m._cdc_ts[{self.attnums[c.target]}]" for c in self.vals]

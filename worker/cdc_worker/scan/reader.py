@@ -23,6 +23,7 @@ that exists only through its row marker has no readable write time.
 from __future__ import annotations
 
 import queue
+import ssl
 import threading
 import time
 from collections import deque
@@ -61,9 +62,13 @@ def connect(cfg: CassandraConfig, env: dict[str, str], contact_points: Sequence[
         port = int(p) if p else port
     user, password = secret(env, "CASSANDRA_USERNAME"), secret(env, "CASSANDRA_PASSWORD")
     auth = PlainTextAuthProvider(user, password) if user and password else None
+    context = None
+    if cfg.tls is not None:  # as cassandra_client: encrypted when the config names a CA
+        context = ssl.create_default_context(cafile=cfg.tls.ca_file)
+        context.check_hostname = cfg.tls.verify_hostname
     policy = TokenAwarePolicy(DCAwareRoundRobinPolicy(local_dc=cfg.local_datacenter))
     profile = ExecutionProfile(load_balancing_policy=policy, request_timeout=60)
-    return Cluster(hosts, port=port, protocol_version=5, auth_provider=auth,
+    return Cluster(hosts, port=port, protocol_version=5, auth_provider=auth, ssl_context=context,
                    execution_profiles={EXEC_PROFILE_DEFAULT: profile})  # fmt: skip
 
 

@@ -136,8 +136,14 @@ def write_prepared(
     also: Callable[[Cursor], None] | None = None,
 ) -> int:  # fmt: skip
     """The PostgreSQL half of `write_rows`: the worker's merge and the rows' tokens in one
-    transaction (with `also`, e.g. the scan's checkpoint); returns the rows written."""
+    transaction (with `also`, e.g. the scan's checkpoint); returns the rows written.
+
+    The commit does not wait for the WAL flush (`synchronous_commit = off`, this transaction
+    only): a crash can lose the last chunks, but only together with their checkpoint (same
+    transaction), so a resumed backfill writes them again; nothing else reads them as durable.
+    """
     with conn.transaction(), conn.cursor() as cur:
+        cur.execute("SET LOCAL synchronous_commit = off")
         cur.execute(f"TRUNCATE {writer.stage}")
         if p.batch.events:
             writer.write(cur, p.batch, now_us, p.rendered)
