@@ -88,9 +88,11 @@ def config(env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Pat
 def scan(config: Path, kind: str, **kw: Any) -> ScanResult:
     cfg = load_config(config, {})
     opts = ScanOptions(kind, subranges=kw.pop("subranges", 64), resume=False, **kw)
-    return run_scan(
-        cfg, opts, {"POSTGRES_PASSWORD": "cdc", **stack_cassandra.worker_env(_stack_env())}
-    )
+    login = stack_cassandra.worker_env(_stack_env())
+    with pytest.MonkeyPatch.context() as mp:  # the schema lookup reads the process environment
+        for key, value in login.items():
+            mp.setenv(key, value)
+        return run_scan(cfg, opts, {"POSTGRES_PASSWORD": "cdc", **login})
 
 
 def keys(res: ScanResult) -> set[str]:
