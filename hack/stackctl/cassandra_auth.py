@@ -17,6 +17,8 @@ The default superuser `cassandra` is used once, on the first start with authenti
 state, or a data directory from before this profile: Cassandra then creates it because no role
 exists): it creates `cdc_admin` and is then disabled (no login, no superuser, random password).
 Every later start logs in as `cdc_admin` and re-applies roles, passwords and grants idempotently.
+A ring (CDC_STACK_CASSANDRA_NODES > 1) keeps system_auth at replication factor 1 for now: the
+roles live on one node, so a test that stops that node loses logins until it is back.
 
 `Cql` is a minimal native-protocol v4 client over TLS (STARTUP, PLAIN SASL, QUERY), because
 hack/stack runs before the project's virtualenv (and cassandra-driver) exists.
@@ -61,11 +63,6 @@ class CqlError(StackError):
     def __init__(self, code: int, message: str) -> None:
         super().__init__(f"CQL error 0x{code:04x}: {message}")
         self.code = code
-
-
-def server_cert() -> tuple[str, str]:
-    crt, key = tls.server_cert("cassandra", EXTRA_SANS)
-    return str(crt), str(key)
 
 
 def keystore() -> str:
@@ -228,17 +225,6 @@ def ensure_roles(host: str, port: int, timeout: float = 90) -> None:
         if _can_login(host, port, DEFAULT_SUPERUSER, DEFAULT_SUPERUSER):
             c.query(f"ALTER ROLE {DEFAULT_SUPERUSER} WITH SUPERUSER = false AND LOGIN = false "
                     f"AND PASSWORD = {_q(secrets.token_urlsafe(24))}")  # fmt: skip
-    finally:
-        c.close()
-
-
-def replicate_system_auth(host: str, port: int, rf: int) -> None:
-    """A ring keeps its roles on every node: system_auth's replication factor raised to the
-    ring's size (then repaired by the caller, as Cassandra's documentation prescribes)."""
-    c = _admin_session(host, port, time.monotonic() + 30)
-    try:
-        c.query("ALTER KEYSPACE system_auth WITH replication = "
-                f"{{'class': 'SimpleStrategy', 'replication_factor': {rf}}}")  # fmt: skip
     finally:
         c.close()
 
