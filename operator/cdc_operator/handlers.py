@@ -1,8 +1,14 @@
-"""Kopf handlers: thin. Each one calls `reconcile` and writes status; none returns a value.
+"""Kopf handlers: thin. Each one queues its pipeline for a pass; none returns a value.
 
-Progress and diff-base are kept in annotations under the project's own prefix,
-and the finalizer is `casscdc.io/finalizer`; it only does work when
-`kafka.deletionPolicy` is `Delete`.
+Passes run from one work queue (`workqueue.py`, the controller-runtime model): a pipeline's
+events, its tables' events and its workers' readiness add its key (de-duplicated; one pass per
+pipeline at a time), a pass that succeeds schedules the next status refresh after
+STATUS_INTERVAL, and a failing one is retried with per-key backoff under a global rate limit.
+
+Progress and diff-base of CdcPipelines are kept in annotations under the project's own prefix,
+and the finalizer is `casscdc.io/finalizer`; it only does work when `kafka.deletionPolicy` is
+`Delete`. TableReplications are only watched (an event handler and an index): no finalizer,
+no annotations, so a table costs the API server nothing but its own status.
 """
 
 from __future__ import annotations
@@ -10,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -19,17 +24,30 @@ import kopf
 from cdc_operator import kafka_step
 from cdc_operator.appliers import cassandra
 from cdc_operator.appliers.kube import Kube
+from cdc_operator.breakers import BREAKERS, Dep
 from cdc_operator.builders.names import LABEL_PIPELINE
 from cdc_operator.models import GROUP, VERSION, CdcPipelineSpec
 from cdc_operator.progress import PROGRESS
-from cdc_operator.reconcile import MAX_PASSES, Rivals, TableRef, delete_pipeline, reconcile
+from cdc_operator.reconcile import Rivals, TableRef, Views, delete_pipeline, run_pass
+from cdc_operator.workqueue import Backoff, Mode, TokenBucket, WorkQueue
 
 PIPELINES = (GROUP, VERSION, "cdcpipelines")
 TABLES = (GROUP, VERSION, "tablereplications")
 STATUS_INTERVAL = float(os.environ.get("CDC_OPERATOR_STATUS_INTERVAL", "15"))
+MAX_PASSES = int(os.environ.get("CDC_OPERATOR_MAX_PASSES", "8"))
 THREADS = int(os.environ.get("CDC_OPERATOR_THREADS", str(MAX_PASSES + 4)))
+RETRY_MAX = float(os.environ.get("CDC_OPERATOR_RETRY_MAX_SECONDS", "60"))
+RETRY_QPS = float(os.environ.get("CDC_OPERATOR_RETRY_QPS", "20"))
+# Changes are reconciled once they settle: no new event for the pipeline for SETTLE seconds
+# (at most SETTLE_MAX after the first), so a pipeline and its tables applied together make
+# one full pass and one Deployment revision, not one per table.
+SETTLE = float(os.environ.get("CDC_OPERATOR_SETTLE_SECONDS", "0.3"))
+SETTLE_MAX = float(os.environ.get("CDC_OPERATOR_SETTLE_MAX_SECONDS", "2"))
 
 _kube: Kube | None = None
+Key = tuple[str, str]
+VIEWS = Views()
+QUEUE: WorkQueue[Key] | None = None
 
 
 def kube() -> Kube:
@@ -53,19 +71,45 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # worker: with N workers allowed, N objects waiting for the index kept the (N+1)-th from
     # ever entering it, and the operator reconciled nothing once a cluster held more than N
     # pipelines and tables. A waiting worker is a coroutine (a few KiB), so any number is
-    # cheap; the costly part, a reconcile pass, is bounded inside the handlers instead
-    # (`reconcile.pass_slot`, CDC_OPERATOR_MAX_PASSES), where it cannot starve the index.
+    # cheap; the costly part, a reconcile pass, is bounded by the work queue's workers
+    # (CDC_OPERATOR_MAX_PASSES), which handlers only add keys to: it cannot starve the index.
     settings.queueing.worker_limit = None
     # Blocking client calls run on a bounded pool of our own, not asyncio's default one.
     asyncio.get_running_loop().set_default_executor(
         ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="cdc-pass")
     )
+    global QUEUE
+    QUEUE = WorkQueue(_process, MAX_PASSES, backoff=Backoff(0.5, RETRY_MAX),
+                      bucket=TokenBucket(RETRY_QPS, int(RETRY_QPS * 10)))  # fmt: skip
+    QUEUE.start()
+
+
+async def _process(key: Key, mode: Mode) -> float:
+    """One pass (the queue's worker calls it); the next status refresh is due after the
+    interval. A failure raises and the queue retries with backoff."""
+    await run_pass(kube(), key[0], key[1], mode, VIEWS)
+    return STATUS_INTERVAL
+
+
+def _park(dep: Dep, key: Key, mode: Mode) -> None:
+    BREAKERS.park(dep, lambda: enqueue(key, mode))
+
+
+def enqueue(key: Key, mode: Mode, settle: bool = False) -> None:
+    if QUEUE is None:
+        return
+    if settle:
+        QUEUE.add_debounced(key, mode, SETTLE, SETTLE_MAX)
+    else:
+        QUEUE.add(key, mode)
 
 
 @kopf.on.cleanup()
 async def close_clients(**_: Any) -> None:
     """Shared Cassandra sessions are shut down before the interpreter exits, never during it
     (the driver's event loop thread running into finalization can crash the process)."""
+    if QUEUE is not None:
+        await QUEUE.stop()
     await asyncio.get_running_loop().run_in_executor(None, cassandra.SESSIONS.close)
 
 
@@ -95,6 +139,14 @@ def topic_claims(meta: kopf.Meta, spec: kopf.Spec, **_: Any) -> Any:
     return dict.fromkeys(kafka_step.claims(parsed), mine)
 
 
+@kopf.index(*PIPELINES)
+def pipeline_bodies(body: kopf.Body, meta: kopf.Meta, **_: Any) -> Any:
+    """Pipelines as the watch last saw them: a pass starts from this, not from a GET."""
+    if meta.get("deletionTimestamp"):
+        return None
+    return {(meta["namespace"], meta["name"]): dict(body)}
+
+
 def _rivals(kwargs: dict[str, Any]) -> Rivals:
     index: kopf.Index[Any, Any] = kwargs["topic_claims"]
 
@@ -119,12 +171,12 @@ def worker_deployments(body: kopf.Body, meta: kopf.Meta, **_: Any) -> Any:
     }
 
 
-_seen_ready: dict[tuple[str, str], int] = {}
+_seen_ready: dict[Key, int] = {}
 
 
 @kopf.on.event("apps", "v1", "deployments", labels={LABEL_PIPELINE: kopf.PRESENT})
 async def worker_availability(meta: kopf.Meta, status: kopf.Status, **kwargs: Any) -> None:
-    """Workers became ready (or stopped being): report it now, not at the next timer pass."""
+    """Workers became ready (or stopped being): report it now, not at the next refresh."""
     if meta.get("labels", {}).get("app.kubernetes.io/component") != "worker":
         return
     key = (meta["namespace"], meta["labels"][LABEL_PIPELINE])
@@ -132,18 +184,28 @@ async def worker_availability(meta: kopf.Meta, status: kopf.Status, **kwargs: An
     if _seen_ready.get(key) == ready:
         return
     _seen_ready[key] = ready
-    await reconcile(kube(), key[0], key[1], _refs(kwargs, *key), **_views(kwargs))
+    _views(kwargs)
+    enqueue(key, Mode.STATUS)
 
 
-def _views(kwargs: dict[str, Any]) -> dict[str, Any]:
-    """What a pass reads from the operator's watches instead of the API server."""
-    index: kopf.Index[Any, Any] = kwargs["worker_deployments"]
+def _views(kwargs: dict[str, Any]) -> None:
+    """What passes read from the operator's watches (live Kopf indexes) instead of the API
+    server; handlers are only called once the indexes hold every object."""
+    if VIEWS.pipeline is not None:
+        return
+    tables: kopf.Index[Any, Any] = kwargs["table_refs"]
+    deployments: kopf.Index[Any, Any] = kwargs["worker_deployments"]
+    bodies: kopf.Index[Any, Any] = kwargs["pipeline_bodies"]
 
-    def workers(namespace: str, name: str) -> dict[str, Any] | None:
-        found = list(index.get((namespace, name), []))
+    def last(index: kopf.Index[Any, Any], key: Key) -> Any:
+        found = list(index.get(key, []))
         return found[-1] if found else None
 
-    return {"rivals": _rivals(kwargs), "workers": workers}
+    VIEWS.tables = lambda namespace, name: list(tables.get((namespace, name), []))
+    VIEWS.workers = lambda namespace, name: last(deployments, (namespace, name))
+    VIEWS.rivals = _rivals(kwargs)
+    VIEWS.park = _park
+    VIEWS.pipeline = lambda namespace, name: last(bodies, (namespace, name))
 
 
 @kopf.on.probe(id="progress")
@@ -155,41 +217,54 @@ def progress(**_: Any) -> dict[str, int]:
     return {"pendingPipelines": PROGRESS.pending()}
 
 
-def _refs(kwargs: dict[str, Any], namespace: str, pipeline: str) -> Callable[[], list[TableRef]]:
-    """The pipeline's tables, read from the live `table_refs` index when the pass starts."""
-    index: kopf.Index[Any, Any] = kwargs["table_refs"]
-    return lambda: list(index.get((namespace, pipeline), []))
-
-
 @kopf.on.resume(*PIPELINES)
+async def pipeline_resumed(name: str, namespace: str | None, **kwargs: Any) -> None:
+    """The operator (re)started: every pipeline at once, credentials re-read."""
+    assert namespace is not None
+    _views(kwargs)
+    enqueue((namespace, name), Mode.REFRESH)
+
+
 @kopf.on.create(*PIPELINES)
 @kopf.on.update(*PIPELINES, field="spec")
 async def pipeline_changed(name: str, namespace: str | None, **kwargs: Any) -> None:
     assert namespace is not None
-    await reconcile(kube(), namespace, name, _refs(kwargs, namespace, name), force_secrets=True,
-                    **_views(kwargs))  # fmt: skip
-
-
-@kopf.timer(*PIPELINES, interval=STATUS_INTERVAL, initial_delay=STATUS_INTERVAL)
-async def pipeline_refresh(name: str, namespace: str | None, **kwargs: Any) -> None:
-    """Refresh credentials on `vault.refreshInterval`, and status (workers, lag) each pass."""
-    assert namespace is not None
-    await reconcile(kube(), namespace, name, _refs(kwargs, namespace, name), **_views(kwargs))
+    _views(kwargs)
+    enqueue((namespace, name), Mode.REFRESH, settle=True)
 
 
 @kopf.on.delete(*PIPELINES)
 async def pipeline_deleted(body: kopf.Body, **_: Any) -> None:
     await delete_pipeline(dict(body))
-    PROGRESS.forget("CdcPipeline", body["metadata"]["namespace"], body["metadata"]["name"])
+    key = (body["metadata"]["namespace"], body["metadata"]["name"])
+    if QUEUE is not None:
+        QUEUE.drop(key)
+    _seen_ready.pop(key, None)
+    PROGRESS.forget("CdcPipeline", *key)
 
 
-@kopf.on.resume(*TABLES)
-@kopf.on.create(*TABLES)
-@kopf.on.update(*TABLES, field="spec")
-@kopf.on.delete(*TABLES)
-async def table_changed(spec: kopf.Spec, namespace: str | None, **kwargs: Any) -> None:
-    """A table joined, changed or left: reconcile its pipeline (topics, configs, workers)."""
-    assert namespace is not None  # TableReplication is namespaced
-    pipeline = spec["pipelineRef"]["name"]
-    await reconcile(kube(), namespace, pipeline, _refs(kwargs, namespace, pipeline),
-                    **_views(kwargs))  # fmt: skip
+_seen_tables: dict[Key, tuple[str, object]] = {}
+
+
+@kopf.on.event(*TABLES)
+async def table_changed(
+    type: str | None, body: kopf.Body, meta: kopf.Meta, spec: kopf.Spec, **kwargs: Any
+) -> None:
+    """A table joined, changed or left: a full pass over its pipeline (and over the one it left,
+    when its pipelineRef moved). Our own status writes change neither, so they queue nothing."""
+    key = (meta["namespace"], meta["name"])
+    gone = type == "DELETED" or bool(meta.get("deletionTimestamp"))
+    seen = (spec["pipelineRef"]["name"], (meta.get("generation"), gone))
+    before = _seen_tables.get(key)
+    if gone:
+        _seen_tables.pop(key, None)
+    else:
+        _seen_tables[key] = seen
+    if before == seen:
+        return
+    _views(kwargs)
+    # At startup (the watch's initial listing) the pipelines are resumed at once anyway.
+    settle = type is not None
+    enqueue((key[0], seen[0]), Mode.FULL, settle)
+    if before is not None and before[0] != seen[0]:
+        enqueue((key[0], before[0]), Mode.FULL, settle)

@@ -38,6 +38,10 @@ STALLED = Gauge(
     "cdc_operator_stalled", "1 while work is pending and no pass finished for the stall period",
     registry=REGISTRY,
 )  # fmt: skip
+API_REQUESTS = Counter(
+    "cdc_operator_api_requests", "Kubernetes API requests made by reconcile passes, by verb "
+    "(Kopf's own watches and patches are not counted)", ["verb"], registry=REGISTRY,
+)  # fmt: skip
 INFLIGHT = Gauge(
     "cdc_operator_passes_in_flight", "Reconcile passes running now (bounded by the pass limit)",
     registry=REGISTRY,

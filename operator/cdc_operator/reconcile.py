@@ -4,13 +4,20 @@ Order: credentials → topics → Cassandra CDC (when managed) → connector con
 worker config, Secret, Deployment, Service, PDB → pause → observed state. Each
 step sets its condition; a failing step does not stop the ones that do not
 depend on it, and the last good Secret is kept when credentials cannot be read.
+
+Passes are run by the work queue (`workqueue.py`, set up in `handlers.py`), one per pipeline at
+a time. A pass is a *status* pass (the periodic refresh: observe workers, lag, progress and
+write status; no applies, no admin calls) or a *full* one (something changed, or the periodic
+resync every FULL_EVERY seconds, or a credential refresh is due). Every call to Kafka, Vault or
+Cassandra goes through that dependency's circuit breaker (`breakers.py`) with a timeout: while
+one is down, the passes of pipelines using it fail fast with a condition naming it
+(`KafkaUnavailable`, `VaultUnavailable`, `CassandraUnavailable`) and are retried with backoff.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,23 +36,28 @@ from cdc_operator.appliers.cassandra import (
 )
 from cdc_operator.appliers.kube import Kube
 from cdc_operator.appliers.tls import redis_url
+from cdc_operator.breakers import BREAKERS, Deferred, Dep, Unavailable
 from cdc_operator.builders import manifests, names
 from cdc_operator.builders.agent import agent_sidecar
 from cdc_operator.builders.conditions import set_condition, summarize
 from cdc_operator.builders.debezium import node_id, properties
 from cdc_operator.builders.worker_config import Table, ca_files, worker_config
-from cdc_operator.credentials_step import decode_secret, ensure_credentials
+from cdc_operator.credentials_step import decode_secret, ensure_credentials, parse_duration
 from cdc_operator.kafka_step import kafka_settings, topic_wants
 from cdc_operator.models import GROUP, VERSION, CdcPipelineSpec, TableReplicationSpec
 from cdc_operator.progress import PROGRESS
 from cdc_operator.security import policy
+from cdc_operator.workqueue import Mode, Requeue
 from cdc_worker.hops import explain
 
 API = f"{GROUP}/{VERSION}"
 
 
 FULL_EVERY = 600.0
-MAX_PASSES = int(os.environ.get("CDC_OPERATOR_MAX_PASSES", "8"))
+# Timeouts (seconds) of each dependency's calls in a pass, beyond the clients' own ones.
+KAFKA_TIMEOUT = 10.0
+VAULT_TIMEOUT = 30.0
+CASSANDRA_TIMEOUT = 60.0
 
 
 @dataclass
@@ -60,8 +72,11 @@ class PipelineState:
     sources: dict[tuple[str, str], SourceTable] = field(default_factory=dict)
     fingerprint: str | None = None
     last_full: float = 0.0
-    waiting: int = 0
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # What this operator last wrote, so that a pass neither re-writes an unchanged status nor
+    # re-applies an unchanged object (the watch's copy may not show our last write yet).
+    written: dict[str, Any] | None = None
+    tables_written: dict[str, dict[str, Any]] = field(default_factory=dict)
+    applied: dict[str, str] = field(default_factory=dict)  # kind/name -> manifest digest
 
 
 STATE: dict[tuple[str, str], PipelineState] = {}
@@ -132,130 +147,222 @@ def tables_of(kube: Kube, namespace: str, pipeline: str) -> list[TableRef]:
     return sorted((r for r in refs if r.spec.pipeline_ref.name == pipeline), key=lambda r: r.name)
 
 
-async def reconcile(
-    kube: Kube,
-    namespace: str,
-    name: str,
-    tables: Callable[[], list[TableRef]] | None = None,
-    *,
-    force_secrets: bool = False,
-    rivals: Rivals | None = None,
-    workers: Workers | None = None,
-) -> None:
-    """Reconcile one CdcPipeline and write its status and its tables' statuses.
+@dataclass
+class Views:
+    """What a pass reads from the operator's watches (Kopf indexes) instead of the API server;
+    None means a GET or LIST."""
 
-    Passes for the same pipeline (its own events, its timer, its tables' events) are
-    serialised, and each starts from the object as it is now, so none overwrites
-    another's conditions with a stale copy.
+    tables: Callable[[str, str], list[TableRef]] | None = None
+    rivals: Rivals | None = None
+    workers: Workers | None = None
+    pipeline: Callable[[str, str], dict[str, Any] | None] | None = None
+    # Queue the key again (with the mode) once a dependency being probed settles.
+    park: Callable[[Dep, tuple[str, str], Mode], None] | None = None
+
+
+def dependencies(spec: CdcPipelineSpec) -> list[Dep]:
+    """The external services a pass over this pipeline may call, as circuit-breaker keys."""
+    servers = ",".join(sorted(s.strip() for s in spec.kafka.bootstrap_servers.split(",")))
+    deps: list[Dep] = [("Kafka", servers)]
+    if spec.vault is not None:
+        deps.append(("Vault", spec.vault.address))
+    if spec.cassandra.manage_table_cdc:
+        deps.append(("Cassandra", ",".join(sorted(spec.cassandra.contact_points))))
+    return deps
+
+
+def _uses_vault(spec: CdcPipelineSpec) -> bool:
+    refs = [spec.postgres.credentials, spec.kafka.credentials, spec.kafka.operator_credentials,
+            spec.redis.credentials if spec.redis else None, spec.cassandra.credentials]  # fmt: skip
+    return spec.vault is not None and any(r is not None and r.vault_path for r in refs)
+
+
+def _credentials_due(spec: CdcPipelineSpec, st: PipelineState) -> bool:
+    interval = parse_duration(spec.vault.refresh_interval) if spec.vault else 300.0
+    return st.secret_version is None or time.monotonic() - st.last_secret_refresh >= interval
+
+
+async def run_pass(kube: Kube, namespace: str, name: str, mode: Mode, views: Views) -> None:
+    """One queued pass over a pipeline: reconcile it and write its and its tables' status.
+
+    Returns when done; raises `Requeue` (or anything else) to be retried with backoff. A pass
+    that finds a dependency being probed by another pass stops before doing anything and is
+    queued again when the probe settles (`Views.park`).
     """
-    st = state_for(namespace, name)
-    if st.waiting and not force_secrets:
-        # A pass is already waiting for the lock; it reads the object (and is handed the
-        # tables) when it starts, so it covers this request too: bursts of table events
-        # collapse into one pass.
+    if views.pipeline is not None:
+        body = views.pipeline(namespace, name)
+    else:
+        body = await asyncio.to_thread(kube.get, API, "CdcPipeline", name, namespace)
+    if body is None or body["metadata"].get("deletionTimestamp"):
         return
-    st.waiting += 1
+    st = state_for(namespace, name)
     try:
-        await st.lock.acquire()
-    finally:
-        # Also when the wait is cancelled: a stuck flag would swallow every later request.
-        st.waiting -= 1
+        spec: CdcPipelineSpec | None = CdcPipelineSpec.model_validate(body["spec"])
+    except ValueError:
+        spec = None  # reported by the pass below as a ReconcileError
+    if spec is not None and mode == Mode.STATUS and (
+        time.monotonic() - st.last_full >= FULL_EVERY or st.fingerprint is None
+        or (_uses_vault(spec) and _credentials_due(spec, st))
+    ):  # fmt: skip
+        mode = Mode.FULL  # the periodic resync, a credential refresh, or a failed full pass
     try:
-        async with pass_slot():
-            started = PROGRESS.started()
-            try:
-                await _pass(kube, namespace, name, tables, st, force_secrets, rivals, workers)
-            finally:
-                PROGRESS.finished(namespace, name, started)
-    finally:
-        st.lock.release()
-
-
-_slots: asyncio.Semaphore | None = None
-
-
-def pass_slot() -> asyncio.Semaphore:
-    """The bound on concurrent passes (CDC_OPERATOR_MAX_PASSES, default 8).
-
-    It is taken inside a handler, i.e. after Kopf has indexed every object, and after the
-    pipeline's own lock, and nothing waits on anything else while holding it: a full set of
-    slots always drains. (Bounding Kopf's per-object workers instead deadlocked: see
-    `handlers.configure`.)
-    """
-    global _slots
-    if _slots is None:
-        _slots = asyncio.Semaphore(MAX_PASSES)
-    return _slots
+        for dep in dependencies(spec) if spec is not None else []:
+            if BREAKERS.probing(dep):
+                raise Deferred(dep)
+        started = PROGRESS.started()
+        try:
+            down = await _pass(kube, body, namespace, name, st, mode, views)
+        finally:
+            PROGRESS.finished(namespace, name, started)
+    except Deferred as d:
+        if views.park is not None:
+            views.park(d.dep, (namespace, name), mode)
+            return
+        raise Requeue(mode) from None
+    if down is not None:
+        raise Requeue(Mode.FULL if mode >= Mode.FULL else Mode.STATUS)
 
 
 async def _pass(
-    kube: Kube, namespace: str, name: str, tables: Callable[[], list[TableRef]] | None,
-    st: PipelineState, force_secrets: bool, rivals: Rivals | None = None,
-    workers: Workers | None = None,
-) -> None:  # fmt: skip
-    body = await asyncio.to_thread(kube.get, API, "CdcPipeline", name, namespace)
-    if body is None or body["metadata"].get("deletionTimestamp"):
-        return
+    kube: Kube, body: dict[str, Any], namespace: str, name: str, st: PipelineState, mode: Mode,
+    views: Views,
+) -> Unavailable | None:  # fmt: skip
+    """The pass proper; returns the dependency outage it met, if any (to retry with backoff)."""
     gen = body["metadata"].get("generation")
     started = time.monotonic()
+    old = st.written if st.written is not None else dict(body.get("status") or {})
     M.INFLIGHT.inc()
     try:
         refs = (
-            tables()
-            if tables is not None
+            views.tables(namespace, name)
+            if views.tables is not None
             else await asyncio.to_thread(tables_of, kube, namespace, name)
         )
         refs = sorted(refs, key=lambda r: r.name)
-        status = await _reconcile(
-            kube, body, namespace, name, gen, st, force_secrets, refs, rivals, workers
+        status, down = await _reconcile(
+            kube, body, old, namespace, name, gen, st, mode, refs, views.rivals, views.workers
         )
+    except Deferred:
+        raise
     except Exception as e:
         M.RECONCILES.labels(namespace, name, "error").inc()
         # Never leave a stale Ready=True behind; the message names the failure, not its text
-        # (which may carry a host, a user or worse). Kopf retries the pass with backoff.
+        # (which may carry a host, a user or worse). The queue retries the pass with backoff.
         why = f"the last pass failed ({type(e).__name__}); retrying"
-        old = list((body.get("status") or {}).get("conditions") or [])
-        conds = set_condition(old, "Ready", False, "ReconcileError", why, gen)
-        with contextlib.suppress(Exception):
-            await asyncio.to_thread(kube.patch_status, API, "CdcPipeline", name, namespace,
-                                    {"conditions": conds})  # fmt: skip
+        conds = set_condition(list(old.get("conditions") or []), "Ready", False,
+                              "ReconcileError", why, gen)  # fmt: skip
+        if conds != old.get("conditions"):
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(kube.patch_status, API, "CdcPipeline", name, namespace,
+                                        {"conditions": conds})  # fmt: skip
+                st.written = {**old, "conditions": conds}
         raise
     finally:
         M.INFLIGHT.dec()
-    await asyncio.to_thread(kube.patch_status, API, "CdcPipeline", name, namespace, status)
-    M.RECONCILES.labels(namespace, name, "ok").inc()
+    if {k: old.get(k) for k in status} != status:
+        await asyncio.to_thread(kube.patch_status, API, "CdcPipeline", name, namespace, status)
+        st.written = {**old, **status}
+    M.RECONCILES.labels(namespace, name, "ok" if down is None else "unavailable").inc()
     M.RECONCILE_SECONDS.labels(namespace).observe(time.monotonic() - started)
     for c in status["conditions"]:
         M.CONDITION.labels(namespace, name, c["type"]).set(1 if c["status"] == "True" else 0)
     if status["lag"]["events"] is not None:
         M.PIPELINE_LAG.labels(namespace, name).set(status["lag"]["events"])
+    return down
+
+
+async def _apply(kube: Kube, st: PipelineState, obj: dict[str, Any]) -> dict[str, Any] | None:
+    """Server-side apply, skipped when this operator already applied the same manifest (the
+    resync every FULL_EVERY seconds clears the memory, so drift is still corrected)."""
+    key = f"{obj['kind']}/{obj['metadata']['name']}"
+    digest = manifests.digest(obj)
+    if st.applied.get(key) == digest:
+        return None
+    out = await asyncio.to_thread(kube.apply, obj)
+    st.applied[key] = digest
+    return out
+
+
+def _kafka_outage(e: BaseException) -> str | None:
+    return str(e) if isinstance(e, topics.KafkaUnreachable) else None
+
+
+def _cassandra_outage(e: BaseException) -> str | None:
+    return str(e) if isinstance(e, CassandraError) else None
+
+
+async def _credentials(
+    kube: Kube, spec: CdcPipelineSpec, ns: str, name: str, owner: Any, gen: int | None,
+    st: PipelineState, mode: Mode, conds: list[dict[str, Any]],
+) -> tuple[list[dict[str, Any]], Unavailable | None]:  # fmt: skip
+    """Step 1 under Vault's circuit breaker (when the pipeline reads Vault and a read is due)."""
+    force = mode == Mode.REFRESH
+    due = mode >= Mode.FULL and (force or _credentials_due(spec, st))
+    if not (due and _uses_vault(spec)):
+        return await ensure_credentials(kube, spec, ns, name, owner, gen, st, force,
+                                        conds), None  # fmt: skip
+    assert spec.vault is not None
+    dep: Dep = ("Vault", spec.vault.address)
+    try:
+        probe = BREAKERS.admit(dep)
+    except Unavailable as e:
+        if st.creds is None:  # after a restart: the last good values are in the owned Secret
+            existing = await asyncio.to_thread(kube.get, "v1", "Secret",
+                                               names.secret_name(name), ns)  # fmt: skip
+            if existing:
+                st.creds = decode_secret(existing)
+                st.secret_version = existing["metadata"]["resourceVersion"]
+                st.secret_keys = sorted((existing.get("data") or {}).keys())
+        kept = "; keeping the last Secret" if st.secret_version else "; no Secret yet"
+        # The same reason as a failed read (credentials.py), whether it was tried or not.
+        why = str(e) + kept
+        return set_condition(conds, "SecretsReady", False, "VaultUnreachable", why, gen), e
+    try:
+        conds = await asyncio.wait_for(
+            ensure_credentials(kube, spec, ns, name, owner, gen, st, force, conds), VAULT_TIMEOUT
+        )
+    except TimeoutError:
+        BREAKERS.failed(dep, f"no answer within {VAULT_TIMEOUT:g} s", probe)
+        late = Unavailable(dep, f"no answer within {VAULT_TIMEOUT:g} s")
+        return set_condition(conds, "SecretsReady", False, "VaultUnreachable", str(late),
+                             gen), late  # fmt: skip
+    except BaseException:
+        if probe:
+            BREAKERS.release(dep)
+        raise
+    cur = next((c for c in conds if c["type"] == "SecretsReady"), None)
+    if cur is not None and cur["reason"] == "VaultUnreachable":
+        BREAKERS.failed(dep, cur["message"], probe)
+        return conds, Unavailable(dep, cur["message"])
+    BREAKERS.succeeded(dep, probe)
+    return conds, None
 
 
 async def _reconcile(
-    kube: Kube, body: dict[str, Any], ns: str, name: str, gen: int | None,
-    st: PipelineState, force_secrets: bool, refs: list[TableRef], rivals: Rivals | None,
+    kube: Kube, body: dict[str, Any], old: dict[str, Any], ns: str, name: str, gen: int | None,
+    st: PipelineState, mode: Mode, refs: list[TableRef], rivals: Rivals | None,
     workers: Workers | None,
-) -> Any:  # fmt: skip
+) -> tuple[dict[str, Any], Unavailable | None]:  # fmt: skip
     spec = CdcPipelineSpec.model_validate(body["spec"])
-    conds: list[dict[str, Any]] = list((body.get("status") or {}).get("conditions") or [])
+    conds: list[dict[str, Any]] = list(old.get("conditions") or [])
     owner = manifests.owner_reference(body)
     trs = [(r.name, r.spec) for r in refs]
+    kafka_dep = dependencies(spec)[0]
 
     # 1. Identity and credentials → the workers' Secret (the last good one is kept on failure).
-    conds = await ensure_credentials(kube, spec, ns, name, owner, gen, st, force_secrets, conds)
+    conds, down = await _credentials(kube, spec, ns, name, owner, gen, st, mode, conds)
     creds = st.creds or {}
     redis_password = creds.get("REDIS_PASSWORD")
-    # Steps 2-5 run when the spec, the tables or the credentials changed (or every
-    # FULL_EVERY seconds); timer passes in between only observe, which keeps hundreds of
+    # Steps 2-5 run in full passes when the spec, the tables or the credentials changed (or
+    # every FULL_EVERY seconds); status passes only observe, which keeps hundreds of
     # pipelines cheap (no admin calls to Kafka or Cassandra, no applies).
     fingerprint = manifests.digest(
         [body["spec"], [(n, tr.model_dump()) for n, tr in trs], st.secret_version]
     )
-    full = (
-        force_secrets
-        or fingerprint != st.fingerprint
-        or time.monotonic() - st.last_full >= FULL_EVERY
-    )
+    resync = time.monotonic() - st.last_full >= FULL_EVERY
+    full = mode >= Mode.FULL and (mode == Mode.REFRESH or fingerprint != st.fingerprint or resync)
+    if full and resync:
+        st.applied.clear()
 
     # 2. Kafka topics: only those the pipeline owns are altered; shared names are conflicts.
     kafka = kafka_settings(spec, creds)
@@ -270,15 +377,21 @@ async def _reconcile(
         full_ok = True
         if full:
             try:
-                owned = set((body.get("status") or {}).get("ownedTopics") or [])
-                adopt = spec.kafka.adopt_existing_topics or _migrating(body)
+                owned = set(
+                    st.owned_topics if st.owned_topics is not None else old.get("ownedTopics") or []
+                )
+                adopt = spec.kafka.adopt_existing_topics or _migrating({**body, "status": old})
 
                 def claim(names_: set[str]) -> None:
                     kube.patch_status(API, "CdcPipeline", name, ns,
                                       {"ownedTopics": sorted(names_)})  # fmt: skip
 
-                res = await asyncio.to_thread(topics.ensure_topics, kafka, wants, owned, adopt,
-                                              claim=claim)  # fmt: skip
+                res = await BREAKERS.call(
+                    kafka_dep,
+                    lambda: asyncio.to_thread(topics.ensure_topics, kafka, wants, owned, adopt,
+                                              timeout=KAFKA_TIMEOUT, claim=claim),
+                    KAFKA_TIMEOUT * 3, _kafka_outage,
+                )  # fmt: skip
                 st.owned_topics = sorted(res.owned)
                 if res.foreign:
                     why = (
@@ -293,6 +406,9 @@ async def _reconcile(
                     )
                     conds = set_condition(conds, "TopicsReady", True, "TopicsReconciled", msg,
                                           gen)  # fmt: skip
+            except Unavailable as e:
+                conds = set_condition(conds, "TopicsReady", False, e.reason, str(e), gen)
+                full_ok, down = False, e
             except topics.TopicsError as e:
                 conds = set_condition(conds, "TopicsReady", False, "KafkaError", str(e), gen)
                 full_ok = False
@@ -303,16 +419,24 @@ async def _reconcile(
         required.append("CassandraReady")
     if full and spec.cassandra.manage_table_cdc and trs:
         keys = [(tr.source.keyspace, tr.source.table) for _, tr in trs]
+        cassandra_dep = ("Cassandra", ",".join(sorted(spec.cassandra.contact_points)))
         try:
-            st.sources.update(await asyncio.to_thread(
-                enable_cdc_and_read_schemas, spec.cassandra, keys,
-                (creds or {}).get("CASSANDRA_USERNAME"), (creds or {}).get("CASSANDRA_PASSWORD"),
+            st.sources.update(await BREAKERS.call(
+                cassandra_dep,
+                lambda: asyncio.to_thread(
+                    enable_cdc_and_read_schemas, spec.cassandra, keys,
+                    creds.get("CASSANDRA_USERNAME"), creds.get("CASSANDRA_PASSWORD"),
+                ),
+                CASSANDRA_TIMEOUT, _cassandra_outage,
             ))  # fmt: skip
             bad = [k for k in keys if st.sources[k].problem]
             msg = f"cdc = true on {len(keys) - len(bad)} tables" + (
                 f"; {len(bad)} cannot be served (see their status)" if bad else ""
             )
             conds = set_condition(conds, "CassandraReady", True, "CdcEnabled", msg, gen)
+        except Unavailable as e:
+            conds = set_condition(conds, "CassandraReady", False, e.reason, str(e), gen)
+            full_ok, down = False, down or e
         except CassandraError as e:
             conds = set_condition(conds, "CassandraReady", False, "CassandraError", str(e), gen)
             full_ok = False
@@ -331,7 +455,7 @@ async def _reconcile(
                                     port=spec.debezium.agent_status_port or 8090)  # fmt: skip
             files["sidecar.yaml"] = yaml.safe_dump(sidecar.pod_template_patch(), sort_keys=False)
             cm = manifests.connector_configmap(ns, name, owner, files)
-            await asyncio.to_thread(kube.apply, cm)
+            await _apply(kube, st, cm)
             conds = set_condition(conds, "ConnectorConfigured", True, "Rendered",
                                   f"{len(files)} node configs, {len(trs)} tables", gen)  # fmt: skip
         except ValueError as e:
@@ -349,15 +473,15 @@ async def _reconcile(
         config = worker_config(ns, name, spec, tables)
         ca = ca_files(spec)  # CA bundles as files beside worker.yaml (certificates only)
         cm = manifests.worker_configmap(ns, name, owner, config, ca)
-        await asyncio.to_thread(kube.apply, cm)
-        await asyncio.to_thread(kube.apply, manifests.metrics_service(ns, name, owner))
-        await asyncio.to_thread(kube.apply, manifests.pod_disruption_budget(ns, name, owner))
+        await _apply(kube, st, cm)
+        await _apply(kube, st, manifests.metrics_service(ns, name, owner))
+        await _apply(kube, st, manifests.pod_disruption_budget(ns, name, owner))
         if st.secret_version is not None and not rival and not image_refused:
             dep = manifests.worker_deployment(
                 ns, name, owner, spec, manifests.config_hash(config, ca), st.secret_version,
                 st.secret_keys, replicas,
             )  # fmt: skip
-            applied = await asyncio.to_thread(kube.apply, dep)
+            applied = await _apply(kube, st, dep)
         # A failed step is retried on the next pass rather than after FULL_EVERY.
         st.fingerprint = fingerprint if full_ok else None
         st.last_full = time.monotonic()
@@ -398,7 +522,19 @@ async def _reconcile(
         conds = set_condition(conds, "WorkersAvailable", False, "WorkersNotReady",
                               f"{ready}/{desired} workers ready", gen)  # fmt: skip
     topic_names = [w.name for w in wants[:-1]]
-    lag = await asyncio.to_thread(topics.consumer_lag, kafka, names.group_id(ns, name), topic_names)
+    lag: dict[str, int] = {}
+    if not rival:
+        try:
+            lag = await BREAKERS.call(
+                kafka_dep,
+                lambda: asyncio.to_thread(topics.consumer_lag, kafka, names.group_id(ns, name),
+                                          topic_names, KAFKA_TIMEOUT / 2, strict=True),
+                KAFKA_TIMEOUT, _kafka_outage,
+            )  # fmt: skip
+        except Unavailable as e:
+            # Kafka went away since the topics were made: say so, and retry with backoff.
+            conds = set_condition(conds, "TopicsReady", False, e.reason, str(e), gen)
+            down = down or e
     progress: dict[str, Any] = {}
     if spec.redis is not None:
         try:
@@ -432,8 +568,8 @@ async def _reconcile(
     if last:
         status["lastEventTime"] = _iso(last / 1e6)
     scans = await _scans(kube, ns, name, spec, refs, conds, st, redis_password, gen, per_table)
-    await _table_statuses(kube, ns, spec, refs, conds, lag, per_table, st.sources, scans)
-    return status
+    await _table_statuses(kube, ns, spec, refs, conds, lag, per_table, st, scans)
+    return status, down
 
 
 async def _scans(
@@ -478,10 +614,10 @@ def _iso(ts: float) -> str:
 async def _table_statuses(
     kube: Kube, ns: str, spec: CdcPipelineSpec, refs: list[TableRef],
     pipeline_conds: list[dict[str, Any]], lag: dict[str, int], per_table: dict[str, Any],
-    sources: dict[tuple[str, str], SourceTable],
-    scans: dict[str, scan_step.ScanView] | None = None,
+    st: PipelineState, scans: dict[str, scan_step.ScanView] | None = None,
 ) -> None:  # fmt: skip
     """Write each table's status, only where it changed (hundreds of tables stay cheap)."""
+    sources = st.sources
     ready = next((c for c in pipeline_conds if c["type"] == "Ready"), None)
     ok = ready is not None and ready["status"] == "True"
     reason = "Replicating" if ok else (ready or {}).get("reason", "Pending")
@@ -489,7 +625,10 @@ async def _table_statuses(
     for ref in refs:
         tr, gen = ref.spec, ref.generation
         source = sources.get((tr.source.keyspace, tr.source.table))
-        conds = list(ref.status.get("conditions") or [])
+        # What we wrote last, unless the watch shows a newer object (recreated, or re-specced).
+        mine = st.tables_written.get(ref.name)
+        seen = mine if mine is not None and mine.get("_uid") == ref.uid else ref.status
+        conds = list(seen.get("conditions") or [])
         reported = per_table.get(f"{tr.source.keyspace}.{tr.source.table}", {})
         gap, quarantined = reported.get("dataGap"), reported.get("quarantined")
         view = (scans or {}).get(ref.name)
@@ -528,9 +667,10 @@ async def _table_statuses(
             status["eventsApplied"] = int(stats["applied"])
         if view is not None:
             status |= view.status
-        if {k: ref.status.get(k) for k in status} != status:
+        if {k: seen.get(k) for k in status} != status:
             await asyncio.to_thread(kube.patch_status, API, "TableReplication", ref.name, ns,
                                     status)  # fmt: skip
+            st.tables_written[ref.name] = {**seen, **status, "_uid": ref.uid}
 
 
 def _workers_report(conds: list[dict[str, Any]], codes: dict[str, int], gen: int | None) -> Any:

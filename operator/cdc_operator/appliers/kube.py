@@ -8,6 +8,8 @@ from kubernetes import client, config
 from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import NotFoundError
 
+from cdc_operator import metrics as M
+
 FIELD_MANAGER = "cdc-operator"
 
 
@@ -26,6 +28,7 @@ class Kube:
 
     def create_token(self, namespace: str, sa: str, audience: str, seconds: int = 600) -> str:
         """A short-lived token for a ServiceAccount, valid only for `audience` (TokenRequest)."""
+        M.API_REQUESTS.labels("create_token").inc()
         req = client.AuthenticationV1TokenRequest(
             spec=client.V1TokenRequestSpec(audiences=[audience], expiration_seconds=seconds)
         )
@@ -38,6 +41,7 @@ class Kube:
         return self.dyn.resources.get(api_version=api_version, kind=kind)
 
     def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+        M.API_REQUESTS.labels("apply").inc()
         res = self._res(obj["apiVersion"], obj["kind"])
         out = res.server_side_apply(
             body=obj, namespace=obj["metadata"].get("namespace"),
@@ -46,16 +50,19 @@ class Kube:
         return out.to_dict()  # type: ignore[no-any-return]
 
     def get(self, api_version: str, kind: str, name: str, namespace: str) -> dict[str, Any] | None:
+        M.API_REQUESTS.labels("get").inc()
         try:
             return self._res(api_version, kind).get(name=name, namespace=namespace).to_dict()  # type: ignore[no-any-return]
         except NotFoundError:
             return None
 
     def list(self, api_version: str, kind: str, namespace: str) -> list[dict[str, Any]]:
+        M.API_REQUESTS.labels("list").inc()
         items = self._res(api_version, kind).get(namespace=namespace).to_dict()["items"]
         return list(items)
 
     def delete(self, api_version: str, kind: str, name: str, namespace: str) -> bool:
+        M.API_REQUESTS.labels("delete").inc()
         try:
             self._res(api_version, kind).delete(name=name, namespace=namespace)
         except NotFoundError:
@@ -65,6 +72,7 @@ class Kube:
     def patch_status(
         self, api_version: str, kind: str, name: str, namespace: str, status: dict[str, Any]
     ) -> None:
+        M.API_REQUESTS.labels("patch_status").inc()
         res = self._res(api_version, kind)
         self.dyn.patch(
             res.subresources["status"], body={"status": status}, name=name, namespace=namespace,

@@ -30,6 +30,10 @@ class TopicsError(Exception):
     """Kafka refused or could not be reached; the message says what failed."""
 
 
+class KafkaUnreachable(TopicsError):
+    """Kafka did not answer at all (its circuit breaker counts these, not refusals)."""
+
+
 @dataclass(frozen=True)
 class TopicWant:
     name: str
@@ -59,7 +63,7 @@ def ensure_topics(
         meta = admin.list_topics(timeout=timeout)
     except KafkaException as e:
         kafka_clients.forget(settings)
-        raise TopicsError(f"Kafka unreachable: {e.args[0].str()}") from None
+        raise KafkaUnreachable(f"Kafka unreachable: {e.args[0].str()}") from None
     out = TopicsResult(owned={t for t in owned if t in meta.topics})
     for w in wants:
         if w.name in meta.topics and w.name not in out.owned:
@@ -145,16 +149,27 @@ def delete_topics(settings: dict[str, Any], names: list[str], timeout: float = 1
 
 
 def consumer_lag(
-    settings: dict[str, Any], group: str, topics: list[str], timeout: float = 5
-) -> dict[str, int]:
+    settings: dict[str, Any], group: str, topics: list[str], timeout: float = 5,
+    strict: bool = False,
+) -> dict[str, int]:  # fmt: skip
     """Messages behind per topic for a consumer group (from the workers' mirror commits).
 
     Two batched admin requests on the shared client: the group's committed offsets, and the
-    partitions' end offsets. Lag is unknown ({}) when Kafka cannot say.
+    partitions' end offsets (which partitions: from metadata shared for a few seconds). Lag
+    is unknown ({}) when Kafka cannot say; with `strict`, Kafka not answering at all raises
+    `KafkaUnreachable` instead.
     """
     admin = kafka_clients.admin(settings)
     try:
-        meta = admin.list_topics(timeout=timeout)
+        meta = kafka_clients.metadata(admin, timeout)
+        if any(t not in meta.topics for t in topics):  # made since: a fresher copy
+            meta = kafka_clients.metadata(admin, timeout, max_age=1.0)
+    except KafkaException as e:
+        if strict:
+            kafka_clients.forget(settings)
+            raise KafkaUnreachable(f"Kafka unreachable: {e.args[0].str()}") from None
+        return {}
+    try:
         parts = [TopicPartition(t, p) for t in topics if t in meta.topics
                  for p in meta.topics[t].partitions]  # fmt: skip
         if not parts:
