@@ -5,7 +5,7 @@ from __future__ import annotations
 import psycopg
 
 from cdc_worker.coalesce import coalesce
-from cdc_worker.decode import decode
+from cdc_worker.decode import Change, Decoder
 from cdc_worker.schema import TableSchema
 from cdc_worker.write import TableWriter, WriteResult
 
@@ -17,6 +17,12 @@ def apply_batch(
     messages: list[bytes],
     now_us: int,
 ) -> WriteResult:
-    batch = coalesce(schema, [decode(schema, m) for m in messages])
+    # As BatchApplier.decode/prepare: replica copies recognised, each distinct change once.
+    dec, changes = Decoder(schema), list[Change]()
+    for m in messages:
+        ch, fresh = dec.decode(m)
+        if fresh:
+            changes.append(ch)
+    batch = coalesce(schema, changes)
     with conn.transaction(), conn.cursor() as cur:
         return writer.write(cur, batch, now_us)

@@ -23,7 +23,7 @@ import structlog
 from cdc_worker import cassandra_client
 from cdc_worker.coalesce import Coalesced, coalesce, column_types
 from cdc_worker.config import CassandraConfig, TableConfig
-from cdc_worker.decode import Change, DecodeError, Kind, UnknownColumns, decode
+from cdc_worker.decode import Change, DecodeError, Decoder, Kind, UnknownColumns, decode
 from cdc_worker.dlq import DeadLetter, DeadLetterSink
 from cdc_worker.offsets import OffsetStore
 from cdc_worker.reread import Rereader
@@ -74,6 +74,8 @@ class Decoded:
     """A batch after decoding: changes per topic, dead letters, and offsets to store."""
 
     changes: dict[str, list[tuple[Message, Change]]] = field(default_factory=dict)
+    # Per topic, each distinct change once: a replica copy shares its first sighting's object.
+    distinct: dict[str, list[Change]] = field(default_factory=dict)
     dead: list[DeadLetter] = field(default_factory=list)
     next_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
     ops: Counter[tuple[str, str]] = field(default_factory=Counter)
@@ -159,27 +161,42 @@ class BatchApplier:
     # -- decode -----------------------------------------------------------------------------
     def decode(self, msgs: Sequence[Message]) -> Decoded:
         out = Decoded()
+        next_offsets, ops, newest = out.next_offsets, out.ops, out.newest_ts
+        decoders: dict[str, Decoder] = {}
+        names: dict[str, str] = {}
         for m in msgs:
             topic, part, off = m.topic() or "", m.partition() or 0, m.offset() or 0
             tp = (topic, part)
-            if off + 1 > out.next_offsets.get(tp, -1):
-                out.next_offsets[tp] = off + 1
+            if off + 1 > next_offsets.get(tp, -1):
+                next_offsets[tp] = off + 1
             rt = self.tables.get(topic)
             if rt is None:
                 out.dead.append(_letter(m, "", LookupError(f"no table replicates topic {topic}")))
                 continue
-            out.consumed[rt.name] += 1
+            name = names.get(topic)
+            if name is None:
+                name = names[topic] = rt.name
+            out.consumed[name] += 1
+            dec = decoders.get(topic)
+            if dec is None or dec.schema is not rt.target.schema:  # new, or schema evolved
+                dec = decoders[topic] = Decoder(rt.target.schema)
             try:
-                ch = self._decode_one(rt, m)
+                ch, fresh = self._decode_one(rt, m, dec)
             except Transient:
                 raise
             except Exception as e:  # any per-event failure is dead-lettered with its reason
-                out.dead.append(_letter(m, rt.name, e))
+                out.dead.append(_letter(m, name, e))
                 continue
-            out.changes.setdefault(topic, []).append((m, ch))
-            out.ops[(rt.name, _OPS[ch.kind])] += 1
-            if ch.ts > out.newest_ts.get(rt.name, 0):
-                out.newest_ts[rt.name] = ch.ts
+            items = out.changes.get(topic)
+            if items is None:
+                items = out.changes[topic] = []
+                out.distinct[topic] = []
+            items.append((m, ch))
+            ops[(name, _OPS[ch.kind])] += 1
+            if fresh:
+                out.distinct[topic].append(ch)
+                if ch.ts > newest.get(name, 0):
+                    newest[name] = ch.ts
         self._reread(out)
         return out
 
@@ -204,22 +221,23 @@ class BatchApplier:
 
     def _reread(self, d: Decoded) -> None:
         """For `reread` tables: the streamed collection deltas out, Cassandra's values in."""
-        for topic, items in d.changes.items():
+        for topic in d.changes:
             try:
                 rr = self._rereader(topic)
                 if rr is None or not rr.names:
                     continue
-                d.reread[topic] = rr.read(rr.strip(c for _, c in items))
+                d.reread[topic] = rr.read(rr.strip(d.distinct[topic]))
             except Exception as e:  # the driver's errors: wait for Cassandra, lose nothing
                 raise Transient(f"Cassandra unavailable for reread: {type(e).__name__}") from e
 
-    def _decode_one(self, rt: TableRuntime, m: Message) -> Change:
+    def _decode_one(self, rt: TableRuntime, m: Message, dec: Decoder) -> tuple[Change, bool]:
+        """The change and whether it is the first of its replica copies in this batch."""
         try:
-            return decode(rt.target.schema, m.value())
+            return dec.decode(m.value())
         except UnknownColumns as e:
             self._evolve(rt, m.value(), e.columns)
         try:
-            return decode(rt.target.schema, m.value())
+            return decode(rt.target.schema, m.value()), True
         except UnknownColumns as e:
             raise DecodeError(str(e)) from None
 
@@ -283,9 +301,10 @@ class BatchApplier:
     def prepare(self, d: Decoded) -> None:
         """Coalesce per table and render the COPY payloads (CPU work, on the caller's thread)."""
         out: dict[str, tuple[TableWriter, Coalesced, str]] = {}
-        for topic, items in d.changes.items():
+        for topic in d.changes:
             rt = self.tables[topic]
-            batch = coalesce(rt.target.schema, [c for _, c in items] + d.reread.get(topic, []))
+            # Distinct changes only: a replica copy adds nothing (coalescing is idempotent).
+            batch = coalesce(rt.target.schema, d.distinct[topic] + d.reread.get(topic, []))
             # The writer is pinned: a schema change while this batch is in flight builds a new
             # one, whose staging table is a superset of this one's.
             out[topic] = (rt.writer, batch, rt.writer.render(batch))

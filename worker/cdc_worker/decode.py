@@ -9,6 +9,14 @@ Both the plain payload and the `{schema, payload}` wrapper are accepted.
 Anything malformed raises `DecodeError`, which dead-letters the event: `decode`
 turns any other exception a malformed event provokes into one, so no input can
 stop the worker.
+
+Speed (docs/benchmarks.md): every replica emits its own copy of a change, and the copies
+differ only in `source` fields the decoder does not use (commitlog file and position) and
+the emission time. `Decoder` reads the envelope with a typed msgspec decoder that keeps
+`after` as raw bytes, so a copy is recognised by (op, write time, keyspace, table, snapshot,
+`after` bytes) — everything decoding depends on — and gets the change already decoded
+without parsing its cells again. Anything the fast path does not expect goes through the
+reference path (`decode`), so errors and results are the same.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
+import msgspec
 import orjson
 
 from cdc_worker.schema import TableSchema
@@ -62,6 +71,7 @@ class Change:
 
 
 _META = ("_range_start", "_range_end")
+_TOMBSTONE: tuple[str | None, int | None] = (None, None)
 
 
 def parse_envelope(raw: bytes | None) -> dict[str, Any]:
@@ -104,23 +114,31 @@ def _decode(schema: TableSchema, raw: bytes | None) -> Change:
             f"event is for {source.get('keyspace')}.{source.get('table')}, "
             f"not {schema.keyspace}.{schema.table}"
         )
+    snapshot = str(source.get("snapshot", "false")).lower() not in ("false", "")
+    return _change(schema, op, ts, after, snapshot)
 
+
+def _change(schema: TableSchema, op: str, ts: int, after: dict[str, Any], snapshot: bool) -> Change:
+    """The change an envelope describes, from the fields decoding depends on (validated)."""
     known = schema.known
     if not known.issuperset(after):
         raise UnknownColumns({n: c for n, c in after.items() if n not in known})
 
     key: list[str | None] = []
+    clustering = clustering_missing = 0
     for name, conv, is_partition in schema.key_plan:
         cell = after.get(name)
         value = cell.get("value") if type(cell) is dict else None
+        if not is_partition:
+            clustering += 1
         if value is None:
             if is_partition:
                 raise DecodeError(f"partition key column {name!r} has no value")
             key.append(None)
+            clustering_missing += 1
             continue
         key.append(_conv(conv, value, name))
 
-    clustering_missing = key[len(schema.partition_key) :].count(None)
     if op == "r":
         return Change(
             Kind.RANGE_DELETE, ts, tuple(key), {}, False, None,
@@ -133,7 +151,7 @@ def _decode(schema: TableSchema, raw: bytes | None) -> Change:
                 f"op {op!r} without a clustering key: a static-column-only write, which the "
                 "worker does not replicate yet (docs/worker.md, known limits)"
             )
-        if any(k is not None for k in key[len(schema.partition_key) :]):
+        if clustering_missing < clustering:
             raise DecodeError(
                 "a delete with only some clustering columns is not a partition delete"
             )
@@ -143,23 +161,28 @@ def _decode(schema: TableSchema, raw: bytes | None) -> Change:
 
     cells: dict[str, tuple[str | None, int | None]] = {}
     expiry: int | None = None
-    for name, conv in schema.value_plan:
-        cell = after.get(name)
-        if cell is None:
-            continue  # not written by this mutation
-        if type(cell) is not dict:
-            raise DecodeError(f"column {name!r}: expected a cell object")
-        value = cell.get("value")
-        exp = cell.get("deletion_ts")
-        if exp is not None and type(exp) is not int:
-            raise DecodeError(f"column {name!r}: deletion_ts is not an integer")
-        if value is None:
-            cells[name] = (None, None)  # a tombstone: Cassandra gives it no TTL
-        else:
-            cells[name] = (_conv(conv, value, name), exp)
-            if exp is not None and (expiry is None or exp > expiry):
-                expiry = exp
-    snapshot = str(source.get("snapshot", "false")).lower() not in ("false", "")
+    name = ""
+    try:  # around the loop, not each conversion: the hot path of decoding
+        for name, conv in schema.value_plan:
+            cell = after.get(name)
+            if cell is None:
+                continue  # not written by this mutation
+            if type(cell) is not dict:
+                raise DecodeError(f"column {name!r}: expected a cell object")
+            value = cell.get("value")
+            exp = cell.get("deletion_ts")
+            if exp is not None and type(exp) is not int:
+                raise DecodeError(f"column {name!r}: deletion_ts is not an integer")
+            if value is None:
+                cells[name] = _TOMBSTONE  # Cassandra gives a tombstone no TTL
+            else:
+                cells[name] = (conv(value), exp)
+                if exp is not None and (expiry is None or exp > expiry):
+                    expiry = exp
+    except DecodeError:
+        raise
+    except ValueError as e:
+        raise DecodeError(f"column {name!r}: {e}") from e
     if snapshot:
         # A snapshot read carries the read's time, not the cells' write times (docs/worker.md,
         # "Snapshot rows"): every value it holds was either written before CDC began (older
@@ -170,6 +193,91 @@ def _decode(schema: TableSchema, raw: bytes | None) -> Change:
         return Change(Kind.WRITE, SNAPSHOT_TS, tuple(key), cells, not cells, expiry,
                       snapshot=True)  # fmt: skip
     return Change(Kind.WRITE, ts, tuple(key), cells, op == "i", expiry)
+
+
+class _Source(msgspec.Struct):
+    """The `source` fields decoding depends on; the others (file, pos, …) are skipped."""
+
+    ts_us: Any = None
+    keyspace: Any = None
+    table: Any = None
+    snapshot: Any = "false"
+
+
+_NONE = msgspec.Raw(b"")
+
+
+class _Envelope(msgspec.Struct):
+    op: Any = None
+    source: _Source | None = None
+    after: msgspec.Raw = _NONE
+    payload: msgspec.Raw = _NONE  # the {schema, payload} wrapper (the schema is skipped)
+    schema: msgspec.Raw = _NONE
+
+
+_read = msgspec.json.Decoder(_Envelope).decode
+# What a decoded change depends on: op, write time, keyspace, table, snapshot, `after` bytes.
+CopyKey = tuple[str, int, str, str, str, bytes]
+
+
+class Decoder:
+    """Decodes a batch's events of one table, recognising replica copies (module docstring).
+
+    `decode` returns the change and whether it is new in this batch; a copy returns the very
+    `Change` of its first sighting, which coalescing once is enough for (coalesce.py is
+    idempotent). One instance per batch and schema: the cache holds the batch's changes."""
+
+    __slots__ = ("_seen", "schema")
+
+    def __init__(self, schema: TableSchema) -> None:
+        self.schema = schema
+        self._seen: dict[CopyKey, Change] = {}
+
+    def decode(self, raw: bytes | None) -> tuple[Change, bool]:
+        try:
+            key = self._key(raw)
+        except Exception:  # anything unexpected: the reference path judges it
+            key = None
+        if key is None:
+            return decode(self.schema, raw), True
+        ch = self._seen.get(key)
+        if ch is not None:
+            return ch, False
+        try:
+            after = orjson.loads(key[5])
+            if type(after) is not dict:
+                raise DecodeError("event lacks `source` or `after`")
+            ch = _change(self.schema, key[0], key[1], after, key[4].lower() not in ("false", ""))
+        except Exception:  # the reference path gives the same error (or UnknownColumns)
+            return decode(self.schema, raw), True
+        self._seen[key] = ch
+        return ch, True
+
+    def _key(self, raw: bytes | None) -> CopyKey | None:
+        """The copy key of a well-formed envelope of this table, or None (reference path)."""
+        if raw is None or not (raw.isascii() or _utf8(raw)):
+            return None  # msgspec does not check the text of the fields it skips
+        env = _read(raw)
+        if env.payload is not _NONE and env.schema is not _NONE:
+            env = _read(env.payload)
+        op, src = env.op, env.source
+        if src is None or env.after is _NONE or op not in ("i", "u", "d", "r"):
+            return None
+        ts, ks, table, snap = src.ts_us, src.keyspace, src.table, src.snapshot
+        # Exact types only: `True == 1` and `1.0 == 1` must not make two events one copy.
+        if type(ts) is not int or type(ks) is not str or type(table) is not str:
+            return None
+        if type(snap) is not str or ks != self.schema.keyspace or table != self.schema.table:
+            return None
+        return op, ts, ks, table, snap, bytes(env.after)
+
+
+def _utf8(raw: bytes) -> bool:
+    try:
+        raw.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _conv(conv: Callable[[Any], str], value: Any, name: str) -> str:
