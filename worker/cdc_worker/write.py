@@ -16,7 +16,7 @@ merge itself. Workers of different tables never wait for each other.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import orjson
@@ -36,11 +36,14 @@ def _f(v: str | int | None) -> str:
         return "\\N"
     if isinstance(v, int):
         return str(v)
-    return v.translate(_ESC)
+    return _esc(v)
 
 
-def _arr(vals: Sequence[int | None]) -> str:
-    return "{" + ",".join("NULL" if v is None else str(v) for v in vals) + "}"
+def _esc(v: str) -> str:
+    # Four substring tests cost ~1/20 of `translate`, which copies every value.
+    if "\\" in v or "\t" in v or "\n" in v or "\r" in v:
+        return v.translate(_ESC)
+    return v
 
 
 def _bound_json(b: Bound | None) -> str:
@@ -406,22 +409,26 @@ class TableWriter:
     def _stage_lines(self, batch: Coalesced) -> Iterable[str]:
         n = len(self.vals)
         idx = self.val_index
+        nulls, anulls = ["\\N"] * n, ["NULL"] * n
         for key, row in batch.rows.items():
-            values: list[str | None] = [None] * n
-            ts: list[int | None] = [None] * n
-            exp: list[int | None] = [None] * n
+            # Fields as COPY text directly (values escaped; array elements are integers).
+            values, ts, exp = nulls.copy(), anulls.copy(), anulls.copy()
             for name, (cts, value, cexp) in row.cells.items():
                 i = idx.get(name)
                 if i is None:
                     continue  # excluded column
-                values[i], ts[i], exp[i] = value, cts, cexp
+                if value is not None:
+                    values[i] = _esc(value)
+                ts[i] = str(cts)
+                if cexp is not None:
+                    exp[i] = str(cexp)
             yield (
                 "\t".join(
                     [
                         *map(_f, key),
-                        *map(_f, values),
-                        _arr(ts),
-                        _arr(exp),
+                        *values,
+                        "{" + ",".join(ts) + "}",
+                        "{" + ",".join(exp) + "}",
                         _f(row.marker_ts),
                         _f(row.marker_exp),
                         _f(row.del_ts),
