@@ -86,6 +86,20 @@ class Decoded:
 
 
 @dataclass(slots=True)
+class _Tally:
+    """One topic's share of a batch while it is decoded."""
+
+    rt: TableRuntime
+    name: str
+    decoder: Decoder
+    consumed: int = 0
+    items: list[tuple[Message, Change]] = field(default_factory=list)
+    distinct: list[Change] = field(default_factory=list)
+    kinds: list[int] = field(default_factory=lambda: [0] * len(Kind))
+    newest: int = 0
+
+
+@dataclass(slots=True)
 class Outcome:
     events: int
     applied: int
@@ -161,42 +175,51 @@ class BatchApplier:
     # -- decode -----------------------------------------------------------------------------
     def decode(self, msgs: Sequence[Message]) -> Decoded:
         out = Decoded()
-        next_offsets, ops, newest = out.next_offsets, out.ops, out.newest_ts
-        decoders: dict[str, Decoder] = {}
-        names: dict[str, str] = {}
+        next_offsets = out.next_offsets
+        tallies: dict[str, _Tally] = {}
         for m in msgs:
             topic, part, off = m.topic() or "", m.partition() or 0, m.offset() or 0
             tp = (topic, part)
             if off + 1 > next_offsets.get(tp, -1):
                 next_offsets[tp] = off + 1
-            rt = self.tables.get(topic)
-            if rt is None:
-                out.dead.append(_letter(m, "", LookupError(f"no table replicates topic {topic}")))
-                continue
-            name = names.get(topic)
-            if name is None:
-                name = names[topic] = rt.name
-            out.consumed[name] += 1
-            dec = decoders.get(topic)
-            if dec is None or dec.schema is not rt.target.schema:  # new, or schema evolved
-                dec = decoders[topic] = Decoder(rt.target.schema)
+            tally = tallies.get(topic)
+            if tally is None:
+                rt = self.tables.get(topic)
+                if rt is None:
+                    why = LookupError(f"no table replicates topic {topic}")
+                    out.dead.append(_letter(m, "", why))
+                    continue
+                tally = tallies[topic] = _Tally(rt, rt.name, Decoder(rt.target.schema))
+            tally.consumed += 1
+            rt, dec = tally.rt, tally.decoder
+            if dec.schema is not rt.target.schema:  # evolved during this batch
+                dec = tally.decoder = Decoder(rt.target.schema)
             try:
-                ch, fresh = self._decode_one(rt, m, dec)
+                try:
+                    ch, fresh = dec.decode(m.value())
+                except UnknownColumns as e:
+                    ch, fresh = self._evolve_and_decode(rt, m, e), True
             except Transient:
                 raise
             except Exception as e:  # any per-event failure is dead-lettered with its reason
-                out.dead.append(_letter(m, name, e))
+                out.dead.append(_letter(m, tally.name, e))
                 continue
-            items = out.changes.get(topic)
-            if items is None:
-                items = out.changes[topic] = []
-                out.distinct[topic] = []
-            items.append((m, ch))
-            ops[(name, _OPS[ch.kind])] += 1
+            tally.items.append((m, ch))
+            tally.kinds[ch.kind] += 1
             if fresh:
-                out.distinct[topic].append(ch)
-                if ch.ts > newest.get(name, 0):
-                    newest[name] = ch.ts
+                tally.distinct.append(ch)
+                if ch.ts > tally.newest:
+                    tally.newest = ch.ts
+        for topic, tally in tallies.items():
+            name = tally.name
+            out.consumed[name] += tally.consumed
+            if tally.items:
+                out.changes[topic], out.distinct[topic] = tally.items, tally.distinct
+            for kind, n in enumerate(tally.kinds):
+                if n:
+                    out.ops[(name, _OPS[Kind(kind)])] += n
+            if tally.newest > out.newest_ts.get(name, 0):
+                out.newest_ts[name] = tally.newest
         self._reread(out)
         return out
 
@@ -230,16 +253,13 @@ class BatchApplier:
             except Exception as e:  # the driver's errors: wait for Cassandra, lose nothing
                 raise Transient(f"Cassandra unavailable for reread: {type(e).__name__}") from e
 
-    def _decode_one(self, rt: TableRuntime, m: Message, dec: Decoder) -> tuple[Change, bool]:
-        """The change and whether it is the first of its replica copies in this batch."""
+    def _evolve_and_decode(self, rt: TableRuntime, m: Message, e: UnknownColumns) -> Change:
+        """The event carries columns the schema lacks: learn them (sources.py), decode again."""
+        self._evolve(rt, m.value(), e.columns)
         try:
-            return dec.decode(m.value())
-        except UnknownColumns as e:
-            self._evolve(rt, m.value(), e.columns)
-        try:
-            return decode(rt.target.schema, m.value()), True
-        except UnknownColumns as e:
-            raise DecodeError(str(e)) from None
+            return decode(rt.target.schema, m.value())
+        except UnknownColumns as again:
+            raise DecodeError(str(again)) from None
 
     def _evolve(self, rt: TableRuntime, raw: bytes | None, columns: dict[str, Any]) -> None:
         with self.schema_lock:

@@ -216,8 +216,9 @@ class _Envelope(msgspec.Struct):
 
 
 _read = msgspec.json.Decoder(_Envelope).decode
-# What a decoded change depends on: op, write time, keyspace, table, snapshot, `after` bytes.
-CopyKey = tuple[str, int, str, str, str, bytes]
+# What a decoded change of one table depends on besides the table: op, write time, snapshot,
+# `after` bytes (keyspace and table are those of the decoder's schema).
+CopyKey = tuple[str, int, str, bytes]
 
 
 class Decoder:
@@ -227,49 +228,55 @@ class Decoder:
     `Change` of its first sighting, which coalescing once is enough for (coalesce.py is
     idempotent). One instance per batch and schema: the cache holds the batch's changes."""
 
-    __slots__ = ("_seen", "schema")
+    __slots__ = ("_seen", "keyspace", "schema", "table")
 
     def __init__(self, schema: TableSchema) -> None:
         self.schema = schema
+        self.keyspace, self.table = schema.keyspace, schema.table
         self._seen: dict[CopyKey, Change] = {}
 
     def decode(self, raw: bytes | None) -> tuple[Change, bool]:
+        # One frame per event on the hot path; anything unexpected (malformed, another table,
+        # odd types) takes the reference path, which judges it.
+        key: CopyKey | None = None
         try:
-            key = self._key(raw)
-        except Exception:  # anything unexpected: the reference path judges it
-            key = None
+            # msgspec does not check the text of the fields it skips: non-ASCII is checked here.
+            if raw is not None and (raw.isascii() or _utf8(raw)):
+                env = _read(raw)
+                if env.payload is not _NONE and env.schema is not _NONE:
+                    env = _read(env.payload)
+                op, src = env.op, env.source
+                if src is not None and env.after is not _NONE and op in _OPS:
+                    ts, snap = src.ts_us, src.snapshot
+                    # Exact types: `True == 1` and `1.0 == 1` must not make two events copies.
+                    if (
+                        type(ts) is int
+                        and type(snap) is str
+                        and src.keyspace == self.keyspace
+                        and src.table == self.table
+                        and type(src.keyspace) is str
+                        and type(src.table) is str
+                    ):
+                        key = (op, ts, snap, bytes(env.after))
+        except Exception:  # noqa: S110 - the reference path below reports it
+            pass
         if key is None:
             return decode(self.schema, raw), True
         ch = self._seen.get(key)
         if ch is not None:
             return ch, False
         try:
-            after = orjson.loads(key[5])
+            after = orjson.loads(key[3])
             if type(after) is not dict:
                 raise DecodeError("event lacks `source` or `after`")
-            ch = _change(self.schema, key[0], key[1], after, key[4].lower() not in ("false", ""))
+            ch = _change(self.schema, key[0], key[1], after, key[2].lower() not in ("false", ""))
         except Exception:  # the reference path gives the same error (or UnknownColumns)
             return decode(self.schema, raw), True
         self._seen[key] = ch
         return ch, True
 
-    def _key(self, raw: bytes | None) -> CopyKey | None:
-        """The copy key of a well-formed envelope of this table, or None (reference path)."""
-        if raw is None or not (raw.isascii() or _utf8(raw)):
-            return None  # msgspec does not check the text of the fields it skips
-        env = _read(raw)
-        if env.payload is not _NONE and env.schema is not _NONE:
-            env = _read(env.payload)
-        op, src = env.op, env.source
-        if src is None or env.after is _NONE or op not in ("i", "u", "d", "r"):
-            return None
-        ts, ks, table, snap = src.ts_us, src.keyspace, src.table, src.snapshot
-        # Exact types only: `True == 1` and `1.0 == 1` must not make two events one copy.
-        if type(ts) is not int or type(ks) is not str or type(table) is not str:
-            return None
-        if type(snap) is not str or ks != self.schema.keyspace or table != self.schema.table:
-            return None
-        return op, ts, ks, table, snap, bytes(env.after)
+
+_OPS = frozenset(("i", "u", "d", "r"))
 
 
 def _utf8(raw: bytes) -> bool:
