@@ -49,12 +49,13 @@ async def ensure_credentials(
     due = (
         force or st.secret_version is None or time.monotonic() - st.last_secret_refresh >= interval
     )
+    if not due and st.creds is None:  # after a restart: the last good values are in the Secret
+        existing = await asyncio.to_thread(kube.get, "v1", "Secret",
+                                           names.secret_name(name), ns)  # fmt: skip
+        st.creds = decode_secret(existing) if existing else None
+        logs.learn(st.creds or {})
+        due = existing is None  # the Secret is gone (deleted by hand): read the source again
     if not due:
-        if st.creds is None:  # after a restart: the last good values are in the owned Secret
-            existing = await asyncio.to_thread(kube.get, "v1", "Secret",
-                                               names.secret_name(name), ns)  # fmt: skip
-            st.creds = decode_secret(existing) if existing else None
-            logs.learn(st.creds or {})
         return conds
 
     # Applied with each refresh, not each pass: timer passes make no writes.

@@ -64,6 +64,7 @@ CASSANDRA_TIMEOUT = 60.0
 class PipelineState:
     """What the operator remembers between passes (rebuilt from the cluster after a restart)."""
 
+    uid: str = ""  # the CdcPipeline this is about: one deleted and re-created starts afresh
     secret_version: str | None = None  # the owned Secret's resourceVersion
     secret_keys: list[str] = field(default_factory=list)
     creds: dict[str, str] | None = None  # the last good values, for every pass
@@ -119,8 +120,16 @@ def _migrating(body: dict[str, Any]) -> bool:
     )
 
 
-def state_for(namespace: str, name: str) -> PipelineState:
-    return STATE.setdefault((namespace, name), PipelineState())
+def state_for(namespace: str, name: str, uid: str = "") -> PipelineState:
+    """The state of this very object: a pipeline deleted and re-created under the same name
+    (the demo does it) must not inherit the old one's Secret version, credentials or topics
+    (a pass finishing after the deletion can put the old state back)."""
+    st = STATE.get((namespace, name))
+    if st is None or (uid and st.uid and st.uid != uid):
+        st = STATE[(namespace, name)] = PipelineState(uid=uid)
+    elif uid and not st.uid:
+        st.uid = uid
+    return st
 
 
 @dataclass(frozen=True)
@@ -195,7 +204,7 @@ async def run_pass(kube: Kube, namespace: str, name: str, mode: Mode, views: Vie
         body = await asyncio.to_thread(kube.get, API, "CdcPipeline", name, namespace)
     if body is None or body["metadata"].get("deletionTimestamp"):
         return
-    st = state_for(namespace, name)
+    st = state_for(namespace, name, body["metadata"].get("uid", ""))
     try:
         spec: CdcPipelineSpec | None = CdcPipelineSpec.model_validate(body["spec"])
     except ValueError:
