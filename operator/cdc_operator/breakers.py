@@ -2,7 +2,8 @@
 pipelines that use the others.
 
 A dependency is keyed by what identifies it (Kafka's bootstrap servers, Vault's address,
-Cassandra's contact points). Every call to it goes through `Breakers.call`, with a timeout:
+Cassandra's contact points) and by the identity used there. Every call to it goes through
+`Breakers.call`, with a timeout:
 
 - healthy (its last call succeeded): calls run, concurrently;
 - unknown (never called) or due for a retry after an outage: the first caller is the *probe*,
@@ -27,7 +28,10 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 T = TypeVar("T")
-Dep = tuple[str, str]  # (kind: "Kafka" | "Vault" | "Cassandra", address)
+# (kind: "Kafka" | "Vault" | "Cassandra", address, who): `who` is the identity the operator uses
+# there (a login refused to one pipeline must not look like an outage to the others); messages
+# name only the kind and the address.
+Dep = tuple[str, str, str]
 
 MAX_SECONDS = float(os.environ.get("CDC_OPERATOR_BREAKER_MAX_SECONDS", "60"))
 

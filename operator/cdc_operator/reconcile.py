@@ -169,14 +169,19 @@ class Views:
     park: Callable[[Dep, tuple[str, str], Mode], None] | None = None
 
 
-def dependencies(spec: CdcPipelineSpec) -> list[Dep]:
-    """The external services a pass over this pipeline may call, as circuit-breaker keys."""
+def dependencies(spec: CdcPipelineSpec, creds: dict[str, str] | None) -> list[Dep]:
+    """The external services a pass over this pipeline may call, as circuit-breaker keys
+    (Kafka, then Vault and Cassandra when used), each with the identity the operator uses."""
+    creds = creds or {}
     servers = ",".join(sorted(s.strip() for s in spec.kafka.bootstrap_servers.split(",")))
-    deps: list[Dep] = [("Kafka", servers)]
+    who = "OPERATOR_KAFKA" if spec.kafka.operator_credentials is not None else "KAFKA"
+    kafka_user = creds.get(f"{who}_USERNAME", "") if spec.kafka.sasl_mechanism else ""
+    deps: list[Dep] = [("Kafka", servers, kafka_user)]
     if spec.vault is not None:
-        deps.append(("Vault", spec.vault.address))
+        deps.append(("Vault", spec.vault.address, ""))
     if spec.cassandra.manage_table_cdc:
-        deps.append(("Cassandra", ",".join(sorted(spec.cassandra.contact_points))))
+        deps.append(("Cassandra", ",".join(sorted(spec.cassandra.contact_points)),
+                     creds.get("CASSANDRA_USERNAME", "")))  # fmt: skip
     return deps
 
 
@@ -215,7 +220,7 @@ async def run_pass(kube: Kube, namespace: str, name: str, mode: Mode, views: Vie
     ):  # fmt: skip
         mode = Mode.FULL  # the periodic resync, a credential refresh, or a failed full pass
     try:
-        for dep in dependencies(spec) if spec is not None else []:
+        for dep in dependencies(spec, st.creds) if spec is not None else []:
             if BREAKERS.probing(dep):
                 raise Deferred(dep)
         started = PROGRESS.started()
@@ -311,7 +316,7 @@ async def _credentials(
         return await ensure_credentials(kube, spec, ns, name, owner, gen, st, force,
                                         conds), None  # fmt: skip
     assert spec.vault is not None
-    dep: Dep = ("Vault", spec.vault.address)
+    dep: Dep = ("Vault", spec.vault.address, "")
     try:
         probe = BREAKERS.admit(dep)
     except Unavailable as e:
@@ -356,12 +361,12 @@ async def _reconcile(
     conds: list[dict[str, Any]] = list(old.get("conditions") or [])
     owner = manifests.owner_reference(body)
     trs = [(r.name, r.spec) for r in refs]
-    kafka_dep = dependencies(spec)[0]
 
     # 1. Identity and credentials → the workers' Secret (the last good one is kept on failure).
     conds, down = await _credentials(kube, spec, ns, name, owner, gen, st, mode, conds)
     creds = st.creds or {}
     redis_password = creds.get("REDIS_PASSWORD")
+    kafka_dep = dependencies(spec, creds)[0]
     # Steps 2-5 run in full passes when the spec, the tables or the credentials changed (or
     # every FULL_EVERY seconds); status passes only observe, which keeps hundreds of
     # pipelines cheap (no admin calls to Kafka or Cassandra, no applies).
@@ -428,7 +433,7 @@ async def _reconcile(
         required.append("CassandraReady")
     if full and spec.cassandra.manage_table_cdc and trs:
         keys = [(tr.source.keyspace, tr.source.table) for _, tr in trs]
-        cassandra_dep = ("Cassandra", ",".join(sorted(spec.cassandra.contact_points)))
+        cassandra_dep = dependencies(spec, creds)[-1]
         try:
             st.sources.update(await BREAKERS.call(
                 cassandra_dep,

@@ -211,8 +211,8 @@ def test_no_workers_means_no_passes() -> None:
 
 # -- circuit breakers --------------------------------------------------------------------
 
-KAFKA = ("Kafka", "127.0.0.1:1")
-OTHER = ("Kafka", "127.0.0.1:9092")
+KAFKA = ("Kafka", "127.0.0.1:1", "")
+OTHER = ("Kafka", "127.0.0.1:9092", "")
 
 
 def test_a_down_dependency_fails_fast_until_its_probe_is_due_and_others_are_untouched() -> None:

@@ -162,8 +162,8 @@ def consumer_lag(
     admin = kafka_clients.admin(settings)
     try:
         meta = kafka_clients.metadata(admin, timeout)
-        if any(t not in meta.topics for t in topics):  # made since: a fresher copy
-            meta = kafka_clients.metadata(admin, timeout, max_age=1.0)
+        if any(t not in meta.topics for t in topics):  # made since: a fresh copy
+            meta = kafka_clients.metadata(admin, timeout, max_age=0)
     except KafkaException as e:
         if strict:
             kafka_clients.forget(settings)

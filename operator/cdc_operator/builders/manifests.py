@@ -185,7 +185,10 @@ def worker_deployment(
         pipeline, spec, secret_keys, "worker",
         command=["cdc-worker", "run"],
         ports=[{"name": "http", "containerPort": HTTP_PORT}],
-        readinessProbe={"httpGet": {"path": "/readyz", "port": "http"}, **probe},
+        # Readiness every 2 s: a new worker is usually ready a few seconds after it starts, and
+        # with 10 s its first failed probe (still starting) held apply → Ready back by 10 s.
+        readinessProbe={"httpGet": {"path": "/readyz", "port": "http"},
+                        **probe, "periodSeconds": 2},
         livenessProbe={"httpGet": {"path": "/healthz", "port": "http"},
                        "initialDelaySeconds": 10, **probe},
     )  # fmt: skip
