@@ -160,6 +160,11 @@ def install_chart(kube: Kube, image: str) -> None:
         "--set",
         "statusIntervalSeconds=3",
     )
+    # The image keeps its tag when rebuilt: without a restart an operator installed by an
+    # earlier run would go on running the code of that run.
+    kube("rollout", "restart", f"deployment/{RELEASE}-operator", "-n", "cdc-system")
+    kube("rollout", "status", f"deployment/{RELEASE}-operator", "-n", "cdc-system",
+         "--timeout=180s")  # fmt: skip
 
 
 def cassandra(env: dict[str, str]) -> tuple[Cluster, Session]:
@@ -566,7 +571,8 @@ def vault_kubernetes_auth(env: dict[str, str], kube: Kube) -> None:
     account (audience `vault`) and never lends its own (docs/security.md)."""
     say("configuring OpenBao's Kubernetes auth: the pipeline logs in as its own ServiceAccount")
     kube("create", "serviceaccount", "vault-reviewer", "-n", "kube-system", check=False)
-    kube("create", "clusterrolebinding", "vault-reviewer", "--clusterrole",
+    # Its own binding name: tests bind another `vault-reviewer` (in `default`) to the same role.
+    kube("create", "clusterrolebinding", "cdc-demo-vault-reviewer", "--clusterrole",
          "system:auth-delegator", "--serviceaccount", "kube-system:vault-reviewer",
          check=False)  # fmt: skip
     reviewer = kube("create", "token", "vault-reviewer", "-n", "kube-system",

@@ -364,6 +364,16 @@ async def _reconcile(
 
     # 1. Identity and credentials → the workers' Secret (the last good one is kept on failure).
     conds, down = await _credentials(kube, spec, ns, name, owner, gen, st, mode, conds)
+    if st.creds is None and _uses_vault(spec):
+        # Without its credentials nothing the pipeline uses can be reached (Kafka refuses a
+        # client without its login): say why — SecretsReady's reason, not an error further
+        # on — and retry with backoff.
+        conds = summarize(conds, ["SecretsReady"], gen)
+        assert spec.vault is not None
+        why = next((c["message"] for c in conds if c["type"] == "SecretsReady"), "no credentials")
+        early: dict[str, Any] = {"observedGeneration": gen, "conditions": conds,
+                                 "tables": len(trs), "lag": {"events": None}}  # fmt: skip
+        return early, down or Unavailable(("Vault", spec.vault.address, ""), why)
     creds = st.creds or {}
     redis_password = creds.get("REDIS_PASSWORD")
     kafka_dep = dependencies(spec, creds)[0]

@@ -159,6 +159,8 @@ def test_each_pipeline_reaches_vault_only_as_itself(
         c = wait_reason(cluster, a, "steal", "SecretsReady", "False", "VaultForbidden", op)
         assert f"{b}/postgres" in c["message"]
         wait_reason(cluster, a, "borrow", "SecretsReady", "False", "VaultForbidden", op)
+        # Ready says why (not a ReconcileError from a Kafka client without its login).
+        wait_reason(cluster, a, "borrow", "Ready", "False", "VaultForbidden", op)
         assert cluster.get("secret", "steal-credentials", a) is None
         assert cluster.get("secret", "borrow-credentials", a) is None
         # Every refresh (2 s) logs in again; the tokens it gets are revoked after use.
