@@ -552,7 +552,8 @@ async def _reconcile(
             lag = await BREAKERS.call(
                 kafka_dep,
                 lambda: asyncio.to_thread(topics.consumer_lag, kafka, names.group_id(ns, name),
-                                          topic_names, KAFKA_TIMEOUT / 2, strict=True),
+                                          topic_names, KAFKA_TIMEOUT / 2, strict=True,
+                                          partitions={w.name: w.partitions for w in wants}),
                 KAFKA_TIMEOUT, _kafka_outage,
             )  # fmt: skip
         except Unavailable as e:

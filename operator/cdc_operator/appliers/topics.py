@@ -60,7 +60,7 @@ def ensure_topics(
     """
     admin = kafka_clients.admin(settings, timeout)
     try:
-        meta = admin.list_topics(timeout=timeout)
+        meta = kafka_clients.metadata(admin, timeout, max_age=0)  # fresh, and shared after
     except KafkaException as e:
         kafka_clients.forget(settings)
         raise KafkaUnreachable(f"Kafka unreachable: {e.args[0].str()}") from None
@@ -150,28 +150,30 @@ def delete_topics(settings: dict[str, Any], names: list[str], timeout: float = 1
 
 def consumer_lag(
     settings: dict[str, Any], group: str, topics: list[str], timeout: float = 5,
-    strict: bool = False,
+    strict: bool = False, partitions: dict[str, int] | None = None,
 ) -> dict[str, int]:  # fmt: skip
     """Messages behind per topic for a consumer group (from the workers' mirror commits).
 
     Two batched admin requests on the shared client: the group's committed offsets, and the
     partitions' end offsets (which partitions: from metadata shared for a few seconds). Lag
     is unknown ({}) when Kafka cannot say; with `strict`, Kafka not answering at all raises
-    `KafkaUnreachable` instead.
+    `KafkaUnreachable` instead. `partitions` (topic -> count) stands in for topics the shared
+    metadata does not show yet (just created); re-reading the metadata of every topic in the
+    cluster for them cost more than the rest of the pass once Kafka held thousands.
     """
     admin = kafka_clients.admin(settings)
     try:
         meta = kafka_clients.metadata(admin, timeout)
-        if any(t not in meta.topics for t in topics):  # made since: a fresh copy
-            meta = kafka_clients.metadata(admin, timeout, max_age=0)
     except KafkaException as e:
         if strict:
             kafka_clients.forget(settings)
             raise KafkaUnreachable(f"Kafka unreachable: {e.args[0].str()}") from None
         return {}
     try:
-        parts = [TopicPartition(t, p) for t in topics if t in meta.topics
-                 for p in meta.topics[t].partitions]  # fmt: skip
+        known = {t: list(meta.topics[t].partitions) for t in topics if t in meta.topics}
+        known |= {t: list(range(n)) for t, n in (partitions or {}).items()
+                  if t in topics and t not in known}  # fmt: skip
+        parts = [TopicPartition(t, p) for t, ps in known.items() for p in ps]
         if not parts:
             return {}
         request = [ConsumerGroupTopicPartitions(group, parts)]
@@ -184,12 +186,17 @@ def consumer_lag(
         if any(positions.get((tp.topic, tp.partition), -1) < 0 for tp in parts):
             lows = admin.list_offsets(dict.fromkeys(parts, earliest), request_timeout=timeout)
         out: dict[str, int] = {}
+        unknown: set[str] = set()
         for tp, f in ends.items():
-            high = f.result(timeout).offset
-            pos = positions.get((tp.topic, tp.partition), -1)
-            if pos < 0:
-                pos = lows[tp].result(timeout).offset
+            try:
+                high = f.result(timeout).offset
+                pos = positions.get((tp.topic, tp.partition), -1)
+                if pos < 0:
+                    pos = lows[tp].result(timeout).offset
+            except KafkaException:  # e.g. a topic that does not exist (yet): its lag is unknown
+                unknown.add(tp.topic)
+                continue
             out[tp.topic] = out.get(tp.topic, 0) + max(0, high - pos)
-        return out
+        return {t: n for t, n in out.items() if t not in unknown}
     except KafkaException:
         return {}
