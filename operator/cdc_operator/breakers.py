@@ -93,6 +93,13 @@ class Breakers:
             return None
         return Unavailable(dep, s.why)
 
+    def retry_in(self, dep: Dep) -> float:
+        """Seconds until `dep` may be probed again (0 when it is not down)."""
+        s = self._deps.get(dep)
+        if s is None or s.healthy is not False:
+            return 0.0
+        return max(0.0, s.retry_at - self.clock())
+
     def admit(self, dep: Dep) -> bool:
         """May a call go ahead? True when the caller is the probe; raises when it may not."""
         s = self._get(dep)

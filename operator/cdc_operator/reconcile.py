@@ -234,7 +234,9 @@ async def run_pass(kube: Kube, namespace: str, name: str, mode: Mode, views: Vie
             return
         raise Requeue(mode) from None
     if down is not None:
-        raise Requeue(Mode.FULL if mode >= Mode.FULL else Mode.STATUS)
+        # No sooner than the dependency's next probe: a retry before it only fails fast again.
+        raise Requeue(Mode.FULL if mode >= Mode.FULL else Mode.STATUS,
+                      at_least=BREAKERS.retry_in(down.dep))  # fmt: skip
 
 
 async def _pass(

@@ -48,11 +48,15 @@ class Mode(IntEnum):
 
 
 class Requeue(Exception):
-    """Raised by `process`: retry the key with backoff (`after=None`) or after `after` s."""
+    """Raised by `process`: retry the key with backoff (`after=None`), but not before
+    `at_least` s (e.g. when the dependency that failed will not be probed before), or after
+    `after` s."""
 
-    def __init__(self, mode: Mode = Mode.FULL, after: float | None = None) -> None:
+    def __init__(
+        self, mode: Mode = Mode.FULL, after: float | None = None, at_least: float = 0.0
+    ) -> None:
         super().__init__(f"requeue ({mode.name}, after {after})")
-        self.mode, self.after = mode, after
+        self.mode, self.after, self.at_least = mode, after, at_least
 
 
 @dataclass
@@ -168,9 +172,9 @@ class WorkQueue(Generic[K]):
         self._debounced_timers.add(key)
         self._timers[key] = (due, loop.call_at(due, self._fire, key))
 
-    def add_rate_limited(self, key: K, mode: Mode = Mode.FULL) -> float:
-        """Retry `key` after its backoff (or the global limit, whichever is later)."""
-        delay = max(self.backoff.next(key), self.bucket.reserve())
+    def add_rate_limited(self, key: K, mode: Mode = Mode.FULL, at_least: float = 0.0) -> float:
+        """Retry `key` after its backoff (or the global limit, or `at_least`: the latest)."""
+        delay = max(self.backoff.next(key), self.bucket.reserve(), at_least)
         self._cancel_timer(key)  # the retry comes first; the pass reschedules its refresh
         self.add_after(key, delay, mode)
         return delay
@@ -233,7 +237,7 @@ class WorkQueue(Generic[K]):
                 raise
             except Requeue as r:
                 if r.after is None:
-                    self.add_rate_limited(key, r.mode)
+                    self.add_rate_limited(key, r.mode, r.at_least)
                 else:
                     self.add_after(key, r.after, r.mode)
             except Exception:

@@ -107,6 +107,22 @@ def test_failures_requeue_with_per_key_exponential_backoff_and_success_forgets()
     run(main())
 
 
+def test_a_retry_waits_at_least_what_the_pass_asks() -> None:
+    async def main() -> None:
+        rec = Recorder()
+        rec.fail = lambda k, n: Requeue(Mode.FULL, at_least=0.15) if n == 1 else None
+        q: WorkQueue[Key] = WorkQueue(rec, workers=1, backoff=Backoff(0.01, 1.0))
+        q.start()
+        q.add(K1)
+        await asyncio.sleep(0.1)
+        assert len(rec.calls) == 1  # not after the 10 ms backoff
+        await asyncio.sleep(0.15)
+        await q.stop()
+        assert len(rec.calls) == 2
+
+    run(main())
+
+
 def test_backoff_doubles_per_key_up_to_its_cap() -> None:
     b = Backoff(0.5, 4.0)
     assert [b.next(K1) for _ in range(6)] == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
@@ -249,6 +265,8 @@ def test_a_down_dependency_fails_fast_until_its_probe_is_due_and_others_are_unto
         with pytest.raises(Unavailable):
             await b.call(KAFKA, refused, 1, outage)
         assert b.down(KAFKA) is not None
+        assert b.retry_in(KAFKA) == 2.0  # when a pass failing fast should come back
+        assert b.retry_in(OTHER) == 0.0
         now[0] = 2.9
         assert b.down(KAFKA) is not None
         now[0] = 3.0
