@@ -206,6 +206,8 @@ class Rig:
         self.write_vault("redis", self.env["REDIS_USER"], stack_pw["REDIS_PASSWORD_FILE"])
         self.cluster.run("create", "secret", "generic", "vault-token", "-n", self.ns,
                          f"--from-literal=token={self.env['VAULT_TOKEN']}")  # fmt: skip
+        # Cassandra (TLS with the stack CA, a login): the stack's operator role, never rotated.
+        self.cluster.apply(stack_cassandra.secret_manifest(self.env, self.ns))
 
     def teardown(self) -> None:
         with contextlib.suppress(Exception):
@@ -241,7 +243,7 @@ class Rig:
     def pipeline(self, image: str) -> list[dict[str, Any]]:
         env, ca = self.env, Path(self.env["CDC_STACK_CA"]).read_text()
         spec = {
-            "cassandra": {"contactPoints": [env["CASSANDRA_CONTACT_POINTS"]]},
+            "cassandra": stack_cassandra.pipeline_spec(env),
             "debezium": {"topicPrefix": self.topic_prefix},
             "kafka": {"bootstrapServers": env["KAFKA_SASL_SSL_BOOTSTRAP"],
                       "securityProtocol": "SASL_SSL", "saslMechanism": env["KAFKA_SASL_MECHANISM"],
