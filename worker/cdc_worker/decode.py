@@ -258,8 +258,8 @@ class Decoder:
                         and type(src.table) is str
                     ):
                         key = (op, ts, snap, bytes(env.after))
-        except Exception:  # noqa: S110 - the reference path below reports it
-            pass
+        except Exception:  # noqa: S110  # nosec B110
+            pass  # the reference path below reports what this could not read
         if key is None:
             return decode(self.schema, raw), True
         ch = self._seen.get(key)
