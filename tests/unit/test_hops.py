@@ -19,6 +19,9 @@ from cdc_worker.hops import explain, reason_code
          "authentication due to invalid credentials with SASL mechanism SCRAM-SHA-512",
          "KafkaAuthFailed"),
         ("Kafka TLS failed: SSL handshake failed: certificate verify failed", "KafkaTlsFailed"),
+        ("Kafka authentication failed: sasl_ssl://127.0.0.1:59094/bootstrap: SASL authentication "
+         "error: Authentication failed during authentication due to invalid credentials",
+         "KafkaAuthFailed"),
         ("SchemaPending: Cassandra does not know ['n'] of ks.t yet; retrying", "SchemaPending"),
         ("CassandraUnavailable: Cassandra unavailable for reread: NoHostAvailable",
          "CassandraUnavailable"),

@@ -14,7 +14,8 @@ _HOPS = (
 )  # fmt: skip
 _AUTH = ("authentication failed", "password", "sasl", "not authorized", "authorization failed",
          "access denied", "bad credentials")  # fmt: skip
-_TLS = ("certificate", "ssl", "tls", "handshake")
+# Not a bare "ssl": librdkafka names the broker `sasl_ssl://host:port/…` in every message.
+_TLS = ("certificate", "handshake", "ssl error", "tls")
 
 EXPLAIN = {
     "AuthFailed": "refused the workers' credentials",
@@ -33,10 +34,10 @@ def reason_code(reason: str) -> str:
     hop = next((name for key, name in _HOPS if low.startswith(key)), None)
     if hop is None:
         return "NotReady"
-    if any(w in low for w in _TLS):
-        return f"{hop}TlsFailed"
     if any(w in low for w in _AUTH):
         return f"{hop}AuthFailed"
+    if any(w in low for w in _TLS):
+        return f"{hop}TlsFailed"
     return f"{hop}Unavailable"
 
 
