@@ -29,6 +29,7 @@ log = structlog.get_logger("cdc_worker.consume")
 # reconnect backoff, at most 10 s, so a lasting refusal keeps repeating; a passing one, say a
 # broker restarting mid-handshake, must not keep the worker unready for ever).
 REFUSAL_TTL = 30.0
+JOIN_GRACE = 15.0
 REFUSED = {
     KafkaError._AUTHENTICATION: "authentication failed",
     KafkaError.SASL_AUTHENTICATION_FAILED: "authentication failed",
@@ -70,6 +71,8 @@ class Source:
         self.generation = 0  # bumps on every revoke/loss: a batch from an older one is abandoned
         self.paused: set[tuple[str, int]] = set()
         self._refused: tuple[str, float] | None = None  # why Kafka refuses us, and when
+        self._started = time.monotonic()
+        self._joined = False  # the group coordinator answered once (an assignment, even empty)
         if topics:  # every table quarantined: nothing to consume, the worker idles not ready
             self.consumer.subscribe(
                 topics, on_assign=self._on_assign, on_revoke=self._on_revoke,
@@ -93,8 +96,18 @@ class Source:
             return None
         return self._refused[0]
 
+    @property
+    def waiting(self) -> str | None:
+        """Not ready before Kafka has accepted this worker once: a refused login is only
+        reported a moment after start, and a probe in that moment saw a ready worker. A worker
+        the group leaves without partitions is accepted after JOIN_GRACE s without refusal."""
+        if self._joined or time.monotonic() - self._started > JOIN_GRACE:
+            return None
+        return "KafkaJoining: the consumer group has not answered this worker yet"
+
     def _on_assign(self, consumer: Consumer, parts: list[TopicPartition]) -> None:
         self._refused = None  # the group coordinator accepted this worker
+        self._joined = True
         keys = [(p.topic, p.partition) for p in parts]
         stored = self.load_offsets(keys)
         start = self._checked(consumer, stored)

@@ -192,6 +192,7 @@ class Worker:
                 generation = source.generation
                 t0, w0 = time.perf_counter(), time.time_ns()
                 msgs = source.poll_batch(cfg.batch.max_events, cfg.batch.max_wait_ms / 1000)
+                self.health.kafka = source.refused or source.waiting  # as of this poll
                 t1, w1 = time.perf_counter(), time.time_ns()
                 decoded = self._decode(applier, source, msgs, generation) if msgs else None
                 if decoded is not None:
@@ -257,7 +258,8 @@ class Worker:
             M.CONSUMER_LAG.remove(pipeline, t, str(p))
         self._lag_reported = set(lag)
         self._status.heartbeat(len(source.assigned), self._applied_total, sum(lag.values()))
-        self.health.kafka = source.refused  # credentials/TLS/ACL refusals name the hop (#12)
+        # Credentials/TLS/ACL refusals name the hop (#12); not ready before Kafka accepted us.
+        self.health.kafka = source.refused or source.waiting
         self._publish_readiness()
 
     def _publish_readiness(self) -> None:
