@@ -87,6 +87,7 @@ class TableWriter:
         self.rdel = qi(f"_cdc_rdel_{t.lock_key & 0xFFFFFFFF:x}")
         self.val_index = {c.source: i for i, c in enumerate(self.vals)}
         self.max_attnum = max(attnums.values(), default=0)
+        self._forget: dict[frozenset[str], list[str]] = {}
         # The schema-version fence: columns added after this writer was built.
         self.newer_columns = (
             "SELECT attname, col_description(attrelid, attnum) FROM pg_attribute "
@@ -482,7 +483,14 @@ class TableWriter:
 
     def _forget_sql(self, columns: frozenset[str]) -> list[str]:
         """Drop the stored write time of `columns` where the batch stages a cell of them, so
-        the staged cell wins the merge unless a tombstone newer than it shadows it."""
+        the staged cell wins the merge unless a tombstone newer than it shadows it. Built once
+        per column set (it was rebuilt for every batch of every table)."""
+        cached = self._forget.get(columns)
+        if cached is None:
+            cached = self._forget[columns] = self._build_forget_sql(columns)
+        return cached
+
+    def _build_forget_sql(self, columns: frozenset[str]) -> list[str]:
         out: list[str] = []
         on = " AND ".join(f"x.{qi(k.target)} = s.{qi(k.target)}" for k in self.keys)
         for c in self.vals:
