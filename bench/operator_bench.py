@@ -42,6 +42,9 @@ import run as demo  # noqa: E402
 
 from tests.support.worker_proc import free_port  # noqa: E402
 
+sys.path.insert(0, str(REPO / "bench"))
+from timeline import Timeline, worker_phases  # noqa: E402
+
 TABLES = 10
 
 
@@ -235,6 +238,21 @@ def scale_run(
     return out
 
 
+def run_steps(kube: demo.Kube, ns: str, watcher: Timeline, name: str, t0: float,
+              applied: float) -> dict[str, float]:  # fmt: skip
+    """Each milestone of one apply → Ready in seconds after the apply started, in order."""
+    seen = dict(watcher.seen.get(name, {}))
+    out = {"apply_returned": applied - t0}
+    out |= {k: v - t0 for k, v in seen.items() if k != "pipeline_seen"}
+    pod = watcher.pods.get(name)
+    phases = worker_phases(kube("logs", pod, "-n", ns, check=False)) if pod else None
+    if phases is not None:
+        exec_at, marks = phases
+        out |= {f"worker_{k}": exec_at - t0 + v for k, v in marks.items()}
+        out["worker_exec"] = exec_at - t0
+    return {k: round(v, 3) for k, v in sorted(out.items(), key=lambda kv: kv[1])}
+
+
 def p95(xs: list[float]) -> float:
     return sorted(xs)[max(0, math.ceil(0.95 * len(xs)) - 1)]
 
@@ -269,18 +287,23 @@ def main() -> int:
             ns = namespace(kube, env, "opb")
             made.append(ns)
             op = start_operator(env, ns, log)
-            latencies = []
+            latencies: list[float] = []
+            steps: list[dict[str, float]] = []
+            watcher = Timeline(env["KUBECONFIG"], ns)
             try:
                 time.sleep(3)
                 for r in range(runs):
                     name = f"p{r}"
                     docs = pipeline(ns, name, env, ks, f"opb{r}{uuid.uuid4().hex[:4]}", image,
                                     1, True)  # fmt: skip
-                    t0 = time.perf_counter()
+                    t0 = time.time()
                     kube("apply", "-f", "-", stdin="\n---\n".join(json.dumps(d) for d in docs))
-                    demo.wait(lambda name=name: ready(kube, ns, name), 180, f"{name} Ready", 0.1)
-                    latencies.append(time.perf_counter() - t0)
+                    applied = time.time()
+                    end = watcher.wait(name, "pipeline_ready", 180)
+                    latencies.append(end - t0)
+                    steps.append(run_steps(kube, ns, watcher, name, t0, applied))
                     print(f"run {r}: apply→Ready {latencies[-1]:.2f}s (load {load()})")
+                    print("  " + "  ".join(f"{k} {v:.2f}" for k, v in steps[-1].items()))
                     kube("delete", "cdcp", name, "-n", ns, "--wait=true")
                     kube("delete", "tr", "-n", ns, "--all", "--wait=true")
                     # The worker Pod (a port on the host network) must be gone before the next.
@@ -288,9 +311,11 @@ def main() -> int:
                                                check=False).strip(),
                               120, "the previous worker Pod to stop", 0.5)  # fmt: skip
             finally:
+                watcher.stop()
                 op.terminate()
                 op.wait(30)
             result |= {"apply_to_ready_s": [round(x, 2) for x in latencies],
+                       "apply_to_ready_steps_s": steps,
                        "apply_to_ready_p50_s": round(statistics.median(latencies), 2),
                        "apply_to_ready_p95_s": round(p95(latencies), 2),
                        "apply_to_ready_load": load()}  # fmt: skip

@@ -16,7 +16,14 @@ from collections.abc import Callable
 from typing import Any
 
 import structlog
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
 
 from cdc_worker.gaps import Gap, check
 
@@ -73,6 +80,7 @@ class Source:
         self._refused: tuple[str, float] | None = None  # why Kafka refuses us, and when
         self._started = time.monotonic()
         self._joined = False  # the group coordinator answered once (an assignment, even empty)
+        self._accepted = False  # Kafka answered this worker's login (confirm_access)
         if topics:  # every table quarantined: nothing to consume, the worker idles not ready
             self.consumer.subscribe(
                 topics, on_assign=self._on_assign, on_revoke=self._on_revoke,
@@ -99,11 +107,44 @@ class Source:
     @property
     def waiting(self) -> str | None:
         """Not ready before Kafka has accepted this worker once: a refused login is only
-        reported a moment after start, and a probe in that moment saw a ready worker. A worker
-        the group leaves without partitions is accepted after JOIN_GRACE s without refusal."""
-        if self._joined or time.monotonic() - self._started > JOIN_GRACE:
+        reported a moment after start, and a probe in that moment saw a ready worker. Accepted
+        means an answer on the worker's own authenticated connection (confirm_access) or an
+        assignment; a worker the group leaves without partitions is accepted after JOIN_GRACE s
+        without refusal."""
+        if self._accepted or self._joined or time.monotonic() - self._started > JOIN_GRACE:
             return None
         return "KafkaJoining: the consumer group has not answered this worker yet"
+
+    def confirm_access(self, topics: list[str], timeout: float) -> bool:
+        """Whether Kafka answers this worker: a topic's metadata and the group's committed
+        offset, asked on the consumer's own connections (so with its login and TLS), mean the
+        login, the topic's Describe and the group's access were all accepted. The worker can
+        then be ready without waiting for its first assignment: the broker holds a new group's
+        first rebalance for group.initial.rebalance.delay.ms (3 s by default), which held
+        apply → Ready back by as much. A refusal or no answer within `timeout` leaves the
+        first assignment (or JOIN_GRACE) as the sign; the refusal itself reaches the error
+        callback at the next poll and makes readiness name Kafka."""
+        if not topics:
+            return False
+        deadline = time.monotonic() + timeout
+        try:
+            md = self.consumer.list_topics(topics[0], timeout=timeout)
+            meta = md.topics.get(topics[0])
+            if meta is None or meta.error is not None:
+                why = meta.error if meta is not None else "no metadata"
+                log.info("kafka_access_unconfirmed", topic=topics[0], error=str(why))
+                return False
+            left = max(0.1, deadline - time.monotonic())
+            offsets = self.consumer.committed([TopicPartition(topics[0], 0)], timeout=left)
+            errors = [str(tp.error) for tp in offsets if tp.error is not None]
+            if errors:
+                log.info("kafka_access_unconfirmed", topic=topics[0], error=errors[0])
+                return False
+        except KafkaException as e:
+            log.info("kafka_access_unconfirmed", error=str(e))
+            return False
+        self._accepted = True
+        return True
 
     def _on_assign(self, consumer: Consumer, parts: list[TopicPartition]) -> None:
         self._refused = None  # the group coordinator accepted this worker

@@ -15,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from cdc_worker.metrics import REGISTRY
+from cdc_worker.startup import Timeline
 
 
 class Health:
@@ -25,6 +26,7 @@ class Health:
         self.stall_seconds = stall_seconds
         self.gap: str | None = None  # an unacknowledged data gap keeps the worker not ready
         self.kafka: str | None = None  # Kafka refusing the worker (consume.Source.refused)
+        self.timeline = Timeline()  # the start's phases, logged at the first ready answer
 
     def tick(self) -> None:
         self.last_loop = time.monotonic()
@@ -57,6 +59,8 @@ def serve(port: int, health: Health) -> ThreadingHTTPServer:
             elif self.path == "/readyz":
                 why = health.why()
                 ok = why is None
+                if ok and not health.timeline.done:
+                    health.timeline.ready()
                 text = "ok" if ok else f"not ready: {why}"
                 body, code, ctype = (text + "\n").encode(), (200 if ok else 503), "text/plain"
             else:

@@ -52,6 +52,8 @@ class Worker:
         self.stopping = False
         self.worker_id = f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
         self.health = Health()
+        self.timeline = self.health.timeline
+        self.timeline.mark("imported")
         self.tracer = setup_tracing("cdc-worker", cfg.pipeline, cfg.otlp_endpoint)
         structlog.contextvars.bind_contextvars(pipeline=cfg.pipeline, worker=self.worker_id)
 
@@ -69,6 +71,7 @@ class Worker:
         client = redis_client(cfg, self.env, 0.5) if cfg.redis is not None else None
         status = self._status = Status(client, cfg.pipeline, self.worker_id)
         conn = self._retry("postgres_connect", self._connect)
+        self.timeline.mark("postgres_connected")
         offsets = OffsetStore(cfg.postgres.schema_, cfg.kafka.group_id)
         offsets.ensure(conn)
         tables: dict[str, TableRuntime] = {}
@@ -104,6 +107,7 @@ class Worker:
                 continue
             tables[tc.topic] = TableRuntime(tc, writer.t, writer)
         conn.close()
+        self.timeline.mark("tables_prepared")
         ksettings = kafka_settings(cfg, self.env)
         producer = Producer({**ksettings, "enable.idempotence": True, "linger.ms": 5})
         dlq = DeadLetterSink(producer, cfg.kafka.dead_letter_topic, cfg.pipeline)
@@ -128,6 +132,10 @@ class Worker:
             self._last_gap_check = 0.0
 
         source = Source(ksettings, cfg.kafka.group_id, list(tables), load_offsets, record_gaps)
+        # Kafka's answer on the worker's own login, so readiness need not wait for the group's
+        # first rebalance (consume.Source.confirm_access).
+        if source.confirm_access(list(tables), timeout=5.0):
+            self.timeline.mark("kafka_accepted")
         for tc in cfg.tables:
             name = f"{tc.source.keyspace}.{tc.source.table}"
             status.table_quarantine(name, self._quarantined.get(name))
@@ -156,7 +164,9 @@ class Worker:
     def run(self) -> int:
         cfg = self.cfg
         server = serve(cfg.http_port, self.health) if cfg.http_port else None
+        self.timeline.mark("http_serving")
         applier, source, sweeper, status = self._setup()
+        self.timeline.mark("setup_done")
         self._applier, self._source, self._status = applier, source, status
         self._topics_by_table = {rt.name: t for t, rt in applier.tables.items()}
         self._applied_total = 0
