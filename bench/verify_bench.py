@@ -9,7 +9,9 @@ per phase:
    whole table, rows only decoded by the driver: the driver's raw decoding rate
    for what the scanner reads;
 3. `cdc-worker backfill` into an empty PostgreSQL table (exact write times);
-4. `cdc-worker verify` of the table in sync (digests only, no rows move).
+4. `cdc-worker verify` of the table in sync (digests only, no rows move);
+5. both again as two slices in two processes at once (`parallelism: 2`: an Indexed Job's
+   two Pods on one node), for the speed-up (timings summed over the slices).
 Prints a table (rates, ratio to the plain SELECT, peak RSS, and where the scan's
 time went) and writes bench-results/verify_bench.json.
 
@@ -88,6 +90,17 @@ def child(args: list[str], env: dict[str, str]) -> tuple[float, float, str]:
         if proc.returncode != 0:
             raise SystemExit(f"{args[:4]} failed:\n{err.read()[-3000:]}")
         return secs, hwm / 1024, out.read()
+
+
+def children(argvs: list[list[str]], env: dict[str, str]) -> tuple[float, float, list[str]]:
+    """`child` for several processes at once (the slices of one scan, as an Indexed Job's Pods
+    run them): wall-clock seconds until the last ends, the largest peak RSS, their outputs."""
+    import concurrent.futures
+
+    t = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(len(argvs)) as pool:
+        got = list(pool.map(lambda a: child(a, env), argvs))
+    return time.perf_counter() - t, max(r for _, r, _ in got), [o for _, _, o in got]
 
 
 def cluster(host: str, port: int) -> Cluster:
@@ -190,15 +203,25 @@ def main() -> int:
         pg.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")  # backfill into an empty table
     scan = [py, "-m", "cdc_worker"]
     common = ["--config", str(cfg_path), "--no-resume", "--fetch-size", str(FETCH)]
-    for phase in ("backfill", "verify"):
-        secs, rss, out = child([*scan, phase, *common, "--lag-seconds", "0"], penv)
-        line = json.loads(out.strip().splitlines()[-1])
-        assert line["rowsChecked"] == n, line
+    for phase, slices in (("backfill", 1), ("verify", 1), ("backfill", 2), ("verify", 2)):
+        if phase == "backfill" and slices > 1:
+            with psycopg.connect(env["PG_DSN"], autocommit=True) as pg:
+                pg.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
+        argvs = [[*scan, phase, *common, "--lag-seconds", "0", "--slice", f"{i}/{slices}"]
+                 for i in range(slices)]  # fmt: skip
+        secs, rss, outs = children(argvs, penv)
+        lines = [json.loads(out.strip().splitlines()[-1]) for out in outs]
+        assert sum(x["rowsChecked"] for x in lines) == n, lines
         if phase == "verify":
-            assert line["rowsDiffering"] == 0, line
-        results[phase] = {"seconds": secs, "rows_per_s": n / secs, "peak_rss_mib": rss,
-                          "scan_seconds": line["duration"],
-                          "timings": line.get("timings", {})}  # fmt: skip
+            assert all(x["rowsDiffering"] == 0 for x in lines), lines
+        timings: dict[str, float] = {}
+        for x in lines:
+            for k, v in x.get("timings", {}).items():
+                timings[k] = timings.get(k, 0.0) + v
+        label = phase if slices == 1 else f"{phase} x{slices} Pods"
+        results[label] = {"seconds": secs, "rows_per_s": n / secs, "peak_rss_mib": rss,
+                          "scan_seconds": max(x["duration"] for x in lines), "slices": slices,
+                          "timings": timings}  # fmt: skip
 
     base = float(results["plain SELECT *"]["rows_per_s"])  # type: ignore[arg-type]
     print(f"\n{'phase':<16} {'rows':>9} {'seconds':>8} {'rows/s':>9} {'x SELECT':>9} "

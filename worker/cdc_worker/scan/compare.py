@@ -11,7 +11,10 @@ drifted rows among millions costs O(log n) digest queries each.
 The in-flight rule: a difference whose newest write time (either side) is
 newer than the read time minus `lag`, or which involves a cell expiring within
 `lag` of it, may just be an event still on its way through Kafka; it is kept
-aside and re-checked later (`recheck`) before it counts.
+aside and re-checked later (`recheck`) before it counts. A deletion has no time
+CQL can read (a SELECT shows no tombstone, only the absence it causes), so a
+row or a cell that PostgreSQL holds and Cassandra does not is also kept aside,
+and counts only if it still differs `lag` after it was first seen.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ class Diff:
     cass: CRow | None  # None: absent in Cassandra
     pg: PgRow | None  # None: absent in PostgreSQL
     columns: list[str] = field(default_factory=list)  # differing value columns (source names)
+    seen: int = 0  # µs: when this difference was first read (set when it is kept aside)
 
     @property
     def newest(self) -> int:
@@ -157,5 +161,21 @@ class Comparer:
             out += [d for d in found if d.key_text in keys]
         return out
 
-    def in_flight(self, d: Diff, read_us: int) -> bool:
-        return d.newest > read_us - self.lag_us
+    def in_flight(self, d: Diff, read_us: int, since: int | None = None) -> bool:
+        """Whether `d`, read at `read_us`, may still be on its way. `since`: when a difference
+        of the same row was first seen (a re-check); None: this is the first sighting."""
+        if d.newest > read_us - self.lag_us:
+            return True
+        if self.deletion(d):
+            return since is None or since > read_us - self.lag_us
+        return False
+
+    def deletion(self, d: Diff) -> bool:
+        """PostgreSQL holds a row or a value Cassandra does not: a deletion of unknown time."""
+        if d.cass is None:
+            return True
+        if d.pg is None:
+            return False
+        return any(
+            a is None and b is not None for a, b in zip(d.cass.fields, d.pg.fields, strict=True)
+        )

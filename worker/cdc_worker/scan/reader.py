@@ -27,7 +27,7 @@ import ssl
 import threading
 import time
 from collections import deque
-from collections.abc import Generator, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -122,8 +122,12 @@ class Reader:
                 sel += [n, f"collection_max(WRITETIME({n}))", f"collection_min(TTL({n}))"]
             else:
                 sel += [n, f"WRITETIME({n})", f"TTL({n})"]
-        base = f"SELECT {', '.join(sel)} FROM {_q(schema.keyspace)}.{_q(schema.table)}"
-        self._range = self._prepare(f"{base} WHERE token({pk}) > ? AND token({pk}) <= ?")
+        src = f"FROM {_q(schema.keyspace)}.{_q(schema.table)}"
+        base = f"SELECT {', '.join(sel)} {src}"
+        in_range = f"WHERE token({pk}) > ? AND token({pk}) <= ?"
+        self._range = self._prepare(f"{base} {in_range}")
+        values = [*sel[: 1 + len(schema.primary_key)], *(_q(c.name) for c in self.columns)]
+        self._values = self._prepare(f"SELECT {', '.join(values)} {src} {in_range}")
         where = " AND ".join(f"{_q(c.name)} = ?" for c in schema.primary_key)
         self._row = self._prepare(f"{base} WHERE {where}")
         self.nkey = len(schema.primary_key)
@@ -148,15 +152,23 @@ class Reader:
         return out
 
     def read_ranges(
-        self, ranges: Iterable[TokenRange], window: int = 4, ahead: int = 8
-    ) -> Generator[tuple[TokenRange, list[ScanRow]], None, None]:
+        self, ranges: Iterable[TokenRange], window: int = 4, ahead: int = 8,
+        values_only: bool = False,
+    ) -> Generator[tuple[TokenRange, list[ScanRow]], None, None]:  # fmt: skip
         """`(r, self.read(r))` for each range in order, read ahead by a thread.
 
         The thread keeps `window` range queries in flight (Cassandra works on the
         next ranges while this one is decoded) and up to `ahead` decoded ranges
         queued, so the caller's PostgreSQL work and Python work overlap the reads.
         Closing the iterator early stops the thread.
+
+        `values_only`: the live values without WRITETIME()/TTL() (cells `(value,
+        None, None)`), what Cassandra itself returns at the time of the read. That
+        is all a digest compares, and it costs Cassandra and the driver a fraction
+        of the full query; a verify re-reads only the rows that differ in full.
         """
+        stmt = self._values if values_only else self._range
+        convert = self._convert_values if values_only else self._convert
         q: queue.Queue[Any] = queue.Queue(maxsize=max(1, ahead))
         stop = threading.Event()
 
@@ -177,7 +189,7 @@ class Reader:
                     r = next(it, None)
                     if r is not None:
                         arrived = [0]  # µs when the first page came (it may wait in `futures`)
-                        fut = self._execute_async(self._range.bind((r.start, r.end)))
+                        fut = self._execute_async(stmt.bind((r.start, r.end)))
                         fut.add_callback(_stamp, arrived)
                         futures.append((r, fut, arrived))
 
@@ -187,7 +199,7 @@ class Reader:
                     r, fut, arrived = futures.popleft()
                     rs = fut.result()
                     submit()
-                    put((r, list(self._pages(rs, arrived[0] or None))))
+                    put((r, list(self._pages(rs, arrived[0] or None, convert))))
                 put(_END)
             except BaseException as e:  # handed to the consumer, raised there
                 put(e)
@@ -214,14 +226,18 @@ class Reader:
     def _rows(self, stmt: Any) -> Iterator[ScanRow]:
         return self._pages(self._execute_async(stmt).result())
 
-    def _pages(self, rs: Any, first_us: int | None = None) -> Iterator[ScanRow]:
+    def _pages(
+        self, rs: Any, first_us: int | None = None,
+        convert: Callable[[Sequence[Any], int, int], ScanRow | None] | None = None,
+    ) -> Iterator[ScanRow]:  # fmt: skip
+        convert = convert or self._convert
         while True:
             now_us = first_us or int(time.time() * 1_000_000)
             first_us = None
             now_s = now_us // 1_000_000
             page = rs.current_rows
             for row in page:
-                out = self._convert(row, now_us, now_s)
+                out = convert(row, now_us, now_s)
                 if out is not None:
                     yield out
             self.limiter.took(len(page))
@@ -242,6 +258,16 @@ class Reader:
             else:
                 cells[name] = (row[i], row[i + 1], (now_s + int(ttl)) * 1_000_000)
             i += 3
+        return ScanRow(int(row[0]), key, cells, now_us)
+
+    def _convert_values(self, row: Sequence[Any], now_us: int, _now_s: int) -> ScanRow | None:
+        key = tuple(row[1 : 1 + self.nkey])
+        if self.has_clustering and key[-1] is None:
+            return None
+        vals = row[1 + self.nkey :]
+        cells: dict[str, Cell] = {
+            n: (v, None, None) for n, v in zip(self._names, vals, strict=True)
+        }
         return ScanRow(int(row[0]), key, cells, now_us)
 
 

@@ -23,6 +23,7 @@ time CQL does not expose: it gets a marker at the time the row was read.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -133,7 +134,7 @@ def prepare_rows(conv: RowConverter, writer: TableWriter, rows: Sequence[ScanRow
 
 def write_prepared(
     conn: Conn, writer: TableWriter, pg: PgSide, p: Prepared, now_us: int,
-    also: Callable[[Cursor], None] | None = None,
+    also: Callable[[Cursor], None] | None = None, timings: dict[str, float] | None = None,
 ) -> int:  # fmt: skip
     """The PostgreSQL half of `write_rows`: the worker's merge and the rows' tokens in one
     transaction (with `also`, e.g. the scan's checkpoint); returns the rows written.
@@ -142,14 +143,22 @@ def write_prepared(
     only): a crash can lose the last chunks, but only together with their checkpoint (same
     transaction), so a resumed backfill writes them again; nothing else reads them as durable.
     """
+    tm = timings if timings is not None else {}
+    t0 = time.perf_counter()
     with conn.transaction(), conn.cursor() as cur:
         cur.execute("SET LOCAL synchronous_commit = off")
         cur.execute(f"TRUNCATE {writer.stage}")
         if p.batch.events:
             writer.write(cur, p.batch, now_us, p.rendered)
+        t1 = time.perf_counter()
         pg.set_tokens(conn, p.parts, p.toks, transaction=False)
+        t2 = time.perf_counter()
         if also is not None:
             also(cur)
+    t3 = time.perf_counter()
+    tm["postgresMerge"] = tm.get("postgresMerge", 0.0) + t1 - t0
+    tm["postgresTokens"] = tm.get("postgresTokens", 0.0) + t2 - t1
+    tm["postgresCommit"] = tm.get("postgresCommit", 0.0) + t3 - t2
     return p.rows
 
 

@@ -210,13 +210,13 @@ class Scan:
         return res
 
     def _chunks(
-        self, ranges: list[TokenRange], start: int
+        self, ranges: list[TokenRange], start: int, values_only: bool = False
     ) -> Iterator[list[tuple[int, TokenRange, list[ScanRow]]]]:
         """The slice's ranges from `start` with their rows, read ahead, in chunks of contiguous
         ranges holding about `batch_rows` rows (at most 512 ranges)."""
         chunk: list[tuple[int, TokenRange, list[ScanRow]]] = []
         n = 0
-        stream = self.reader.read_ranges(ranges[start:])
+        stream = self.reader.read_ranges(ranges[start:], values_only=values_only)
         idx = start
         try:
             while True:
@@ -263,7 +263,7 @@ class Scan:
 
             writing = pool.submit(
                 self._timed, R.write_prepared, self.conn, self.writer, self.pg, prepared,
-                int(time.time() * 1e6), also,
+                int(time.time() * 1e6), also, res.timings,
             )  # fmt: skip
         if writing is not None:
             t = time.perf_counter()
@@ -273,7 +273,10 @@ class Scan:
     def _verify(self, pool: ThreadPoolExecutor, ranges: list[TokenRange], start: int) -> list[Diff]:
         res = self.result
         pending: list[Diff] = []
-        for chunk in self._chunks(ranges, start):
+        # Digests compare values only, so the ranges are read without WRITETIME()/TTL() (what
+        # Cassandra returns now is what PostgreSQL must hold now); only the rows of a range that
+        # differs are read again in full, for the in-flight rule and for repair.
+        for chunk in self._chunks(ranges, start, values_only=True):
             specs = []
             for _, r, rows in chunk:
                 specs.append((r, min((x.read_us for x in rows), default=int(time.time() * 1e6))))
@@ -287,11 +290,27 @@ class Scan:
             for (_, r, rows), (_, now), cr, d in zip(chunk, specs, crows, pg_ds, strict=True):
                 res.rowsChecked += len(rows)
                 diffs = self.cmp.compare_canon(self.conn, r, cr, now, d)
+                if diffs:
+                    diffs, now = self._in_full(r, diffs)
                 self._count([x for x in diffs if not self.cmp.in_flight(x, now)])
-                pending += [x for x in diffs if self.cmp.in_flight(x, now)]
+                for x in diffs:
+                    if self.cmp.in_flight(x, now):
+                        x.seen = now
+                        pending.append(x)
             res.rangesDone = chunk[-1][0] + 1
             self._ck_save(res.rangesDone)
         return pending
+
+    def _in_full(self, r: TokenRange, diffs: list[Diff]) -> tuple[list[Diff], int]:
+        """The differences a values-only read found, compared again from a full read (write
+        times and expiries) of their rows, or of the whole range when they are many; with the
+        time of that read."""
+        now = int(time.time() * 1e6)
+        if len(diffs) > self.opts.leaf_rows:
+            rows = self.reader.read(r)
+            now = min((x.read_us for x in rows), default=now)
+            return self.cmp.compare(self.conn, r, rows, now), now
+        return self.cmp.recheck(self.conn, self.reader, diffs, now), now
 
     def _took(self, what: str, since: float) -> float:
         now = time.perf_counter()
@@ -322,12 +341,13 @@ class Scan:
 
     def _recheck(self, pending: list[Diff]) -> None:
         lag_us = self.cmp.lag_us
-        ready_at = (max(d.newest for d in pending) + lag_us) / 1e6
+        ready_at = (max(max(d.newest, d.seen) for d in pending) + lag_us) / 1e6
         time.sleep(max(0.0, min(ready_at - time.time(), self.opts.recheck_wait_seconds)))
         now_us = int(time.time() * 1e6)
         self.pg.fill_tokens(self.conn)
+        seen = {d.key_text: d.seen for d in pending if self.cmp.deletion(d)}
         still = self.cmp.recheck(self.conn, self.reader, pending, now_us)
-        settled = [d for d in still if not self.cmp.in_flight(d, now_us)]
+        settled = [d for d in still if not self.cmp.in_flight(d, now_us, seen.get(d.key_text))]
         self.result.rowsInFlight += len(still) - len(settled)
         self._count(settled)
         log.info("recheck", pending=len(pending), differing=len(settled))
