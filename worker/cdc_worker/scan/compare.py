@@ -14,7 +14,8 @@ newer than the read time minus `lag`, or which involves a cell expiring within
 aside and re-checked later (`recheck`) before it counts. A deletion has no time
 CQL can read (a SELECT shows no tombstone, only the absence it causes), so a
 row or a cell that PostgreSQL holds and Cassandra does not is also kept aside,
-and counts only if it still differs `lag` after it was first seen.
+and counts only if it still differs `lag` after it was first seen with nothing
+of that row applied in between (`in_flight`).
 """
 
 from __future__ import annotations
@@ -161,14 +162,21 @@ class Comparer:
             out += [d for d in found if d.key_text in keys]
         return out
 
-    def in_flight(self, d: Diff, read_us: int, since: int | None = None) -> bool:
-        """Whether `d`, read at `read_us`, may still be on its way. `since`: when a difference
-        of the same row was first seen (a re-check); None: this is the first sighting."""
+    def in_flight(self, d: Diff, read_us: int, first: Diff | None = None) -> bool:
+        """Whether `d`, read at `read_us`, may still be on its way. `first`: the same row's
+        difference when it was first seen (`d` is a re-check); None: this is the first.
+
+        A deletion counts once it has been seen `lag` ago and PostgreSQL's row has not changed
+        since: the deletion happened before it was first seen, and in `lag` the pipeline
+        applied nothing of that row (a row deleted again after being re-inserted meanwhile
+        shows the re-insert in PostgreSQL, so it stays in flight)."""
         if d.newest > read_us - self.lag_us:
             return True
-        if self.deletion(d):
-            return since is None or since > read_us - self.lag_us
-        return False
+        if not self.deletion(d):
+            return False
+        if first is None or first.seen > read_us - self.lag_us:
+            return True
+        return (d.pg.newest if d.pg else 0) != (first.pg.newest if first.pg else 0)
 
     def deletion(self, d: Diff) -> bool:
         """PostgreSQL holds a row or a value Cassandra does not: a deletion of unknown time."""

@@ -345,9 +345,9 @@ class Scan:
         time.sleep(max(0.0, min(ready_at - time.time(), self.opts.recheck_wait_seconds)))
         now_us = int(time.time() * 1e6)
         self.pg.fill_tokens(self.conn)
-        seen = {d.key_text: d.seen for d in pending if self.cmp.deletion(d)}
+        first = {d.key_text: d for d in pending if self.cmp.deletion(d)}
         still = self.cmp.recheck(self.conn, self.reader, pending, now_us)
-        settled = [d for d in still if not self.cmp.in_flight(d, now_us, seen.get(d.key_text))]
+        settled = [d for d in still if not self.cmp.in_flight(d, now_us, first.get(d.key_text))]
         self.result.rowsInFlight += len(still) - len(settled)
         self._count(settled)
         log.info("recheck", pending=len(pending), differing=len(settled))
