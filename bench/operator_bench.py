@@ -43,6 +43,7 @@ import run as demo  # noqa: E402
 from tests.support.worker_proc import free_port  # noqa: E402
 
 sys.path.insert(0, str(REPO / "bench"))
+from placement import PRIVATE_NODE, PrivateNode, place, unplace  # noqa: E402
 from timeline import Timeline, worker_phases  # noqa: E402
 
 TABLES = 10
@@ -130,12 +131,6 @@ def pipeline(ns: str, name: str, env: dict[str, str], ks: str, prefix: str, imag
             "spec": {"pipelineRef": {"name": name}, "source": {"keyspace": ks, "table": f"t{i}"}},
         })  # fmt: skip
     return docs
-
-
-def ready(kube: demo.Kube, ns: str, name: str) -> bool:
-    out = kube("get", "cdcp", name, "-n", ns, "-o", "json", check=False)
-    conds = (json.loads(out).get("status") or {}).get("conditions", []) if out else []
-    return any(c["type"] == "Ready" and c["status"] == "True" for c in conds)
 
 
 def ready_reason(obj: dict[str, Any]) -> str | None:
@@ -286,6 +281,11 @@ def main() -> int:
             # 1. apply → Ready with workers on the local node.
             ns = namespace(kube, env, "opb")
             made.append(ns)
+            # The workers on the benchmark's own node (placement.py), or on the shared one.
+            node = PrivateNode(kube) if os.environ.get("BENCH_NODE", "private") == "private" \
+                else None  # fmt: skip
+            if node is not None:
+                place(kube, ns, PRIVATE_NODE)
             op = start_operator(env, ns, log)
             latencies: list[float] = []
             steps: list[dict[str, float]] = []
@@ -314,6 +314,9 @@ def main() -> int:
                 watcher.stop()
                 op.terminate()
                 op.wait(30)
+                if node is not None:
+                    node.stop()
+                    unplace(kube, PRIVATE_NODE)
             result |= {"apply_to_ready_s": [round(x, 2) for x in latencies],
                        "apply_to_ready_steps_s": steps,
                        "apply_to_ready_p50_s": round(statistics.median(latencies), 2),

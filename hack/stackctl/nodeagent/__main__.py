@@ -27,6 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--serving-key", type=Path, required=True)
     ap.add_argument("--kubelet-version", default="v0.0.0")
     ap.add_argument("--pod-cidr", default=DEFAULT_POD_CIDR)
+    # KEY=VALUE:EFFECT, set when the node registers: a second node that only Pods tolerating
+    # it run on (bench/operator_bench.py's own node beside the stack's local-node).
+    ap.add_argument("--taint", action="append", default=[])
     args = ap.parse_args(argv)
     if shutil.which("buildah") is None:
         log("ERROR: buildah is not installed; this node cannot run containers")
@@ -36,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     def on_signal(signum: int, _frame: object) -> None:
         log(f"received {signal.Signals(signum).name}")
         agent.stop_event.set()
+        agent.wake.set()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)

@@ -11,6 +11,7 @@ import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -59,3 +60,17 @@ class Api:
 
     def merge_patch(self, path: str, body: Obj) -> Obj:
         return self.call("PATCH", path, body, content_type="application/merge-patch+json")
+
+    def watch(self, path: str, query: dict[str, str], timeout: float) -> Iterator[Obj]:
+        """The events of a watch on `path` (one JSON object a line) until the server ends it."""
+        q = {**query, "watch": "true", "timeoutSeconds": str(int(timeout))}
+        url = self.server + path + "?" + urllib.parse.urlencode(q)
+        req = urllib.request.Request(url)  # noqa: S310
+        req.add_header("Accept", "application/json")
+        try:
+            with urllib.request.urlopen(req, timeout=timeout + 10, context=self.ctx) as resp:  # noqa: S310
+                for line in resp:
+                    if line.strip():
+                        yield json.loads(line)
+        except urllib.error.HTTPError as e:
+            raise ApiError(e.code, e.read().decode(errors="replace")) from None

@@ -21,7 +21,11 @@ from .base import (
     now_rfc3339,
 )
 from .probes import Probe
-from .runtime import Container, buildah, image_info
+from .runtime import Container, buildah, image_info, resolve_in_root
+
+# Mount targets resolved inside an image, by (image id, path): the same image resolves a path
+# the same way, so later Pods of that image need no `buildah mount`.
+RESOLVED: dict[tuple[str, str], str] = {}
 
 
 class PodContainers:
@@ -55,11 +59,28 @@ class PodContainers:
             return
         c.remove_ctr()
         ctr_name = f"k8s_{self.agent.node}_{self.ns}_{self.pod_name}_{c.name}_{self.uid[:8]}"
-        buildah("rm", ctr_name, check=False)
-        c.ctr = buildah("from", "--pull-never", "--name", ctr_name, image).stdout.strip()
+        # Each buildah call costs 0.1-0.5 s: a leftover of the same name (an agent that died
+        # between `from` and `rm`) is removed only when `from` is refused for it.
+        made = buildah("from", "--pull-never", "--name", ctr_name, image, check=False)
+        if made.returncode != 0:
+            buildah("rm", ctr_name, check=False)
+            made = buildah("from", "--pull-never", "--name", ctr_name, image)
+        c.ctr = made.stdout.strip()
         (self.dir / f"{c.name}.ctr").write_text(ctr_name + "\n")
+        root: list[Path] = []
+
+        def resolve(path: str) -> str:
+            """`path` resolved inside the image (runtime.resolve_in_root), known per image:
+            the working container is mounted only for a path not resolved before."""
+            key = (info["id"], path)
+            if key not in RESOLVED:
+                if not root:
+                    root.append(Path(buildah("mount", ctr_name).stdout.strip()))
+                RESOLVED[key] = resolve_in_root(root[0], path)
+            return RESOLVED[key]
+
         try:
-            mounts = self.mount_args(c, Path(buildah("mount", ctr_name).stdout.strip()))
+            mounts = self.mount_args(c, resolve)
         except (ConfigError, ValueError) as e:
             c.remove_ctr()
             if c.waiting != ("CreateContainerConfigError", str(e)):

@@ -11,12 +11,13 @@ import base64
 import datetime as dt
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from .api import ApiError
 from .base import TOKEN_REFRESH_FRACTION, ConfigError, Obj, write_file
 from .envs import expand, field_ref
-from .runtime import Container, resolve_in_root
+from .runtime import Container
 
 
 class PodVolumes:
@@ -171,7 +172,7 @@ class PodVolumes:
 
     # -- containers --
 
-    def mount_args(self, c: Container, root: Path) -> list[str]:
+    def mount_args(self, c: Container, resolve: Callable[[str], str]) -> list[str]:
         out: list[str] = []
         vols = {v["name"]: v for v in self.pod["spec"].get("volumes") or []}
         for m in c.spec.get("volumeMounts") or []:
@@ -186,6 +187,6 @@ class PodVolumes:
             ro = m.get("readOnly") or any(
                 k in v for k in ("configMap", "secret", "projected", "downwardAPI")
             )
-            target = resolve_in_root(root, m["mountPath"])
+            target = resolve(m["mountPath"])
             out.append(f"--volume={src}:{target}:{'ro' if ro else 'rw'}")
         return out
