@@ -16,7 +16,15 @@
 The operator runs as a local process (admin kubeconfig) so its CPU and memory can be read
 directly. Each figure is printed with the machine's load average (2 shared cores: noisy).
 
+Phase 1 runs its workers on a node agent of its own (bench/placement.py: `BENCH_NODE=shared`
+uses the stack's local-node instead); each run's steps are recorded from watches and the
+worker's own `worker_ready` line (bench/timeline.py). `KWOK=1` starts `hack/stack up kwok` and
+gives phase 2's pipelines one worker each, scheduled onto the kwok node (Ready without a
+process), so the figures include 200 Deployments becoming available (bench-results/
+operator-kwok.json).
+
     make bench-operator        # RUNS=5 PIPELINES=200 BROKEN=50 STEADY=60 (PHASES=1,2,3)
+    PHASES=2 KWOK=1 make bench-operator
 """
 
 from __future__ import annotations
@@ -43,7 +51,7 @@ import run as demo  # noqa: E402
 from tests.support.worker_proc import free_port  # noqa: E402
 
 sys.path.insert(0, str(REPO / "bench"))
-from placement import PRIVATE_NODE, PrivateNode, place, unplace  # noqa: E402
+from placement import KWOK_NODE, PRIVATE_NODE, PrivateNode, place, unplace  # noqa: E402
 from timeline import Timeline, worker_phases  # noqa: E402
 
 TABLES = 10
@@ -153,10 +161,11 @@ def namespace(kube: demo.Kube, env: dict[str, str], prefix: str) -> str:
 
 def scale_run(
     kube: demo.Kube, env: dict[str, str], ns: str, ks: str, image: str, count: int,
-    broken: int, steady: float, log: Path,
+    broken: int, steady: float, log: Path, replicas: int = 0,
 ) -> dict[str, Any]:  # fmt: skip
     """Bulk-apply `count` pipelines x 10 tables (+ `broken` on an unreachable Kafka) to a fresh
-    operator; time until all healthy ones are Ready with every table's status written."""
+    operator; time until all healthy ones are Ready with every table's status written (and,
+    with `replicas`, every worker Deployment available: its Pods on the kwok node)."""
     op = start_operator(env, ns, log, interval="15")
     out: dict[str, Any] = {}
     try:
@@ -166,7 +175,7 @@ def scale_run(
         docs = [
             d
             for i in range(count)
-            for d in pipeline(ns, f"s{i}", env, ks, f"{prefix}-{i}", image, 0, False)
+            for d in pipeline(ns, f"s{i}", env, ks, f"{prefix}-{i}", image, replicas, False)
         ]
         bad = [d for i in range(broken)
                for d in pipeline(ns, f"x{i}", env, ks, f"{prefix}-x{i}", image, 0, False,
@@ -184,6 +193,7 @@ def scale_run(
             chunk = docs[start : start + 200]
             kube("apply", "-f", "-", stdin="\n---\n".join(json.dumps(d) for d in chunk))
         out["apply_s"] = round(time.perf_counter() - t0, 1)
+        out["worker_replicas"] = replicas
         out["apply_load"] = load()
         seen: dict[str, Any] = {}
 
@@ -199,6 +209,17 @@ def scale_run(
             seen["broken"] = collections.Counter(
                 ready_reason(o) for o in items + trs if o["metadata"]["name"].startswith("x")
             )
+            if replicas and len(good) == count:
+                deps = json.loads(kube("get", "deploy", "-n", ns, "-o", "json"))["items"]
+                available = [
+                    d
+                    for d in deps
+                    if d["metadata"]["name"].startswith("s")
+                    and (d.get("status") or {}).get("availableReplicas", 0) >= replicas
+                ]
+                seen["available"] = len(available)
+                if len(available) < count:
+                    return False
             return len(good) == count and len(written) == count * TABLES
 
         demo.wait(all_reconciled, 1800, f"{count} pipelines reconciled", 2)
@@ -258,8 +279,9 @@ def main() -> int:
     broken = int(os.environ.get("BROKEN", "50"))
     steady = float(os.environ.get("STEADY", "60"))
     phases = set(os.environ.get("PHASES", "1,2,3").split(","))
+    kwok = os.environ.get("KWOK", "0") == "1"
     subprocess.run([str(REPO / "hack/stack"), "up", "postgres", "kafka", "cassandra", "k8s",
-                    "node"], check=True)  # fmt: skip
+                    "node", *(["kwok"] if kwok else [])], check=True)  # fmt: skip
     env = demo.stack_env()
     kube = demo.Kube(env)
     image = demo.build_image()
@@ -327,7 +349,17 @@ def main() -> int:
             # 2. scale: PIPELINES x 10 tables, workers at 0.
             ns = namespace(kube, env, "ops")
             made.append(ns)
-            scale = scale_run(kube, env, ns, ks, image, count, 0, steady, log)
+            # KWOK=1: every pipeline with a worker (replicas 1) whose Pod runs on the kwok node
+            # (Ready without a process); else workers at 0 replicas.
+            replicas = 0
+            if kwok:
+                place(kube, ns, KWOK_NODE)
+                replicas = 1
+            try:
+                scale = scale_run(kube, env, ns, ks, image, count, 0, steady, log, replicas)
+            finally:
+                if kwok:
+                    unplace(kube, KWOK_NODE)
             print("scale:", json.dumps(scale))
             result["scale"] = scale
             result["target_scale_60s_met"] = scale["all_reconciled_s"] <= 60
@@ -363,7 +395,8 @@ def main() -> int:
     print()
     for k, v in result.items():
         print(f"{k:<38}{json.dumps(v)}")
-    (out_dir / "operator.json").write_text(json.dumps(result, indent=2) + "\n")
+    name = os.environ.get("OUT", "operator-kwok.json" if kwok else "operator.json")
+    (out_dir / name).write_text(json.dumps(result, indent=2) + "\n")
     return 0
 
 

@@ -30,19 +30,23 @@ LABEL = "casscdc.io/bench-node"
 TAINT_KEY = "casscdc.io/bench-node"
 PRIVATE_NODE = "opbench-node"
 PRIVATE_POD_CIDR = "127.250.0.0/16"
+KWOK_NODE = "kwok-node-0"  # hack/stackctl/kwok.py
 
 
 def policy(node: str) -> list[dict[str, Any]]:
     """A MutatingAdmissionPolicy and its binding: Pods of namespaces labelled for `node` go
     there (node selector, and a toleration of any taint with the benchmark's key or kwok's)."""
     name = f"opbench-place-{node}"
+    # A JSON patch: an apply configuration may not replace atomic fields (nodeSelector and
+    # tolerations are), a patch's "add" of an object member does.
     expression = (
-        "Object{spec: Object.spec{"
-        f'nodeSelector: {{"kubernetes.io/hostname": "{node}"}}, '
-        "tolerations: ["
+        "["
+        'JSONPatch{op: "add", path: "/spec/nodeSelector", '
+        f'value: {{"kubernetes.io/hostname": "{node}"}}}}, '
+        'JSONPatch{op: "add", path: "/spec/tolerations", value: ['
         f'Object.spec.tolerations{{key: "{TAINT_KEY}", operator: "Exists"}}, '
         'Object.spec.tolerations{key: "kwok.x-k8s.io/node", operator: "Exists"}'
-        "]}}"
+        "]}]"
     )
     return [
         {
@@ -62,12 +66,7 @@ def policy(node: str) -> list[dict[str, Any]]:
                         }
                     ],
                 },
-                "mutations": [
-                    {
-                        "patchType": "ApplyConfiguration",
-                        "applyConfiguration": {"expression": expression},
-                    },
-                ],
+                "mutations": [{"patchType": "JSONPatch", "jsonPatch": {"expression": expression}}],
             },
         },
         {

@@ -23,6 +23,7 @@ print_vars() {
   cat <<EOF
 KWOK_VERSION=$KWOK_VERSION
 KWOK_BIN=$KWOK_DIR/bin
+KWOK_STAGES=$KWOK_DIR/bin/stages.yaml
 EOF
 }
 
@@ -49,8 +50,27 @@ GO=$(find_go)
 export GOTOOLCHAIN="${GOTOOLCHAIN:-local}"
 export CGO_ENABLED=0
 
+# kwok fakes nothing without Stages (what happens to a node or Pod matching what): the
+# release's own "fast" stages, from the same module (node initialize + heartbeat with a Lease;
+# Pods Ready at once, Jobs' Pods complete, deleted Pods go), in one file kwok reads with -c.
+write_stages() {
+  local src
+  src="$(GOFLAGS="" "$GO" mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" |
+    sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')/kustomize/stage"
+  [[ -d "$src" ]] || die "kwok's stages not found in the module ($src)"
+  local f first=1
+  for f in node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
+    pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml; do
+    [[ $first == 1 ]] || echo "---"
+    first=0
+    cat "$src/$f"
+  done >"$KWOK_DIR/bin/stages.yaml.tmp"
+  mv "$KWOK_DIR/bin/stages.yaml.tmp" "$KWOK_DIR/bin/stages.yaml"
+}
+
 key="kwok $KWOK_VERSION"
 if [[ -f "$KWOK_DIR/bin/.stamp" && "$(cat "$KWOK_DIR/bin/.stamp")" == "$key" && -x "$KWOK_DIR/bin/kwok" ]]; then
+  [[ -f "$KWOK_DIR/bin/stages.yaml" ]] || write_stages
   note "kwok $KWOK_VERSION: cached in $KWOK_DIR/bin"
   print_vars
   exit 0
@@ -65,6 +85,7 @@ if ! flock -n 9; then
 fi
 # The other holder may have built it meanwhile.
 if [[ -f "$KWOK_DIR/bin/.stamp" && "$(cat "$KWOK_DIR/bin/.stamp")" == "$key" && -x "$KWOK_DIR/bin/kwok" ]]; then
+  [[ -f "$KWOK_DIR/bin/stages.yaml" ]] || write_stages
   print_vars
   exit 0
 fi
@@ -82,5 +103,6 @@ printf '%s' "$key" >"$KWOK_DIR/bin.tmp/.stamp"
 "$GO" env GOVERSION >"$KWOK_DIR/bin.tmp/.go-version"
 rm -rf "$KWOK_DIR/bin"
 mv "$KWOK_DIR/bin.tmp" "$KWOK_DIR/bin"
+write_stages
 log "kwok $KWOK_VERSION: built in $(($(date +%s) - t))s"
 print_vars

@@ -20,13 +20,14 @@ from .debezium_ring import DebeziumRing
 from .k8s import BUILD as K8S_BUILD
 from .k8s import K8s
 from .kafka_cluster import Kafka
+from .kwok import Kwok
 from .node import Node
 from .postgres import Postgres
 from .redis import Redis
 from .vault import Vault
 
 COMPONENTS: dict[str, type[Component]] = {
-    c.name: c for c in (Postgres, Redis, Vault, Kafka, Cassandra, DebeziumRing, K8s, Node)
+    c.name: c for c in (Postgres, Redis, Vault, Kafka, Cassandra, DebeziumRing, K8s, Node, Kwok)
 }
 DEFAULT_UP = ("postgres", "redis", "vault", "kafka")
 
