@@ -66,8 +66,10 @@ test-unit: install ## fast tests, no services
 # one supervised agent per node and 3 KRaft brokers; tests/topology runs against it, then it is
 # stopped whatever the outcome. Not part of `make test` (about 4 minutes to start on 2 cores).
 TOPOLOGY_STATE ?= $(CURDIR)/.stack/topology
+# Topic prefix `secure`: the agents' topics fall under the stack's Kafka ACL prefix, so workers
+# read them over SASL_SSL as the `worker` user (the chaos run's secure hops).
 TOPOLOGY_ENV := CDC_STACK_STATE=$(TOPOLOGY_STATE) CDC_STACK_PORT_OFFSET=2000 \
-  CDC_STACK_CASSANDRA_NODES=3 CDC_STACK_KAFKA_BROKERS=3
+  CDC_STACK_CASSANDRA_NODES=3 CDC_STACK_KAFKA_BROKERS=3 CDC_DEBEZIUM_TOPIC_PREFIX=secure
 .PHONY: test-topology topology-down
 test-topology: install ## 3-node ring + 3 brokers as a separate stack, tests/topology, then stop it
 	export $(TOPOLOGY_ENV); trap 'hack/stack down' EXIT; \
@@ -118,6 +120,16 @@ image: deps wheelhouse ## build the Dockerfile with buildah on a local Debian ba
 .PHONY: bench-verify
 bench-verify: install ## scanner: plain SELECT vs backfill vs verify, 1M rows (BENCH_ROWS; not in make test)
 	$(VENV)/bin/python bench/verify_bench.py
+
+# Faults under load on the SEPARATE topology stack (like test-topology: started with TOPOLOGY_ENV,
+# stopped whatever the outcome): 3 workers, >= 500 writes/s, worker/agent/node/broker kills,
+# PostgreSQL/Redis/OpenBao outages, a rebalance, then overlapping faults; PostgreSQL compared with
+# Cassandra row by row. About 25 minutes. CHAOS_RATE, CHAOS_WORKER_KILLS, CHAOS_ALERTS=0.
+.PHONY: bench-chaos
+bench-chaos: install ## chaos under load on the 3-node ring + 3 brokers (bench-results/chaos_bench.json)
+	export $(TOPOLOGY_ENV); trap 'hack/stack down' EXIT; \
+	  hack/stack up postgres redis vault kafka cassandra debezium; \
+	  $(VENV)/bin/python bench/chaos_bench.py
 
 .PHONY: bench-operator
 bench-operator: install ## operator: apply->Ready with 10 tables, and 200 pipelines x 10 tables (not in make test)
