@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
-import redis
 
 from cdc_worker.config import WorkerConfig, secret
+
+if TYPE_CHECKING:  # imported by redis_client: a worker without Redis never loads it
+    import redis
 
 
 def pg_connect(cfg: WorkerConfig, env: dict[str, str]) -> psycopg.Connection[tuple[Any, ...]]:
@@ -51,6 +53,8 @@ def redis_password(env: dict[str, str]) -> str | None:
 def redis_client(cfg: WorkerConfig, env: dict[str, str], timeout: float) -> redis.Redis:
     """The ACL user from the URL, its password from REDIS_PASSWORD(_FILE), TLS verified
     against `redis.caFile` for rediss:// (host names checked)."""
+    import redis
+
     assert cfg.redis is not None
     kwargs: dict[str, Any] = {}
     if cfg.redis.url.startswith("rediss://"):

@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-import redis
 import structlog
+
+if TYPE_CHECKING:  # imported only with a client (connect.redis_client): ~0.1 s of start
+    import redis
 
 log = structlog.get_logger("cdc_worker.status")
 
@@ -33,6 +36,12 @@ def pipeline_key(pipeline: str, *parts: str) -> str:
 class Status:
     def __init__(self, client: redis.Redis | None, pipeline: str, worker_id: str) -> None:
         self.client = client
+        # What a Redis call may raise: redis is imported only when there is a client.
+        self._errors: type[Exception] | tuple[()] = ()
+        if client is not None:
+            import redis
+
+            self._errors = redis.RedisError
         self.pipeline = pipeline
         self.worker_id = worker_id
         self._last_error = 0.0
@@ -54,7 +63,7 @@ class Status:
                                     "applied": applied, "lagEvents": lag_events})  # fmt: skip
             pipe.expire(key, HEARTBEAT_TTL)
             pipe.execute()
-        except redis.RedisError as e:
+        except self._errors as e:
             self._failed(e)
 
     def not_ready(self, code: str | None) -> None:
@@ -68,7 +77,7 @@ class Status:
                 self.client.delete(key)
             else:
                 self.client.set(key, code, ex=HEARTBEAT_TTL)
-        except redis.RedisError as e:
+        except self._errors as e:
             self._failed(e)
 
     def table_progress(self, table: str, applied: int, last_event_us: int, lag_s: float) -> None:
@@ -81,7 +90,7 @@ class Status:
             pipe.hset(key, mapping={"lastEventTs": last_event_us, "lagSeconds": round(lag_s, 3)})
             pipe.expire(key, TABLE_TTL)
             pipe.execute()
-        except redis.RedisError as e:
+        except self._errors as e:
             self._failed(e)
 
     def table_quarantine(self, table: str, why: str | None) -> None:
@@ -95,7 +104,7 @@ class Status:
                 return
             self.client.hset(key, "quarantined", why)
             self.client.expire(key, TABLE_TTL)
-        except redis.RedisError as e:
+        except self._errors as e:
             self._failed(e)
 
     def table_gap(self, table: str, gap: str | None) -> None:
@@ -109,7 +118,7 @@ class Status:
                 self.client.expire(key, TABLE_TTL)
             else:
                 self.client.hdel(key, "dataGap")
-        except redis.RedisError as e:
+        except self._errors as e:
             self._failed(e)
 
     def paused(self, tables: Iterable[str]) -> dict[str, bool]:
@@ -121,7 +130,7 @@ class Status:
         keys += [pipeline_key(self.pipeline, "table", t, "paused") for t in names]
         try:
             values = self.client.mget(keys)
-        except redis.RedisError as e:
+        except self._errors as e:
             self._failed(e)
             return {t: self._paused.get(t, False) for t in names}
         flags = [v is not None and v not in (b"0", b"false", b"") for v in values]
