@@ -1,19 +1,25 @@
 #!/usr/bin/env bash
-# Builds promtool (Prometheus' rule checker and rule unit-test runner) from the Go module proxy,
-# the same way hack/k8s/build.sh builds helm: no release tarball, no container engine.
+# Builds the Prometheus server and promtool (its rule checker and rule unit-test runner) from the
+# Go module proxy, the same way hack/k8s/build.sh builds helm: no release tarball, no container
+# engine.
 #
-#   hack/prometheus/build.sh            build it if missing, then print KEY=VALUE lines
-#   hack/prometheus/build.sh --quiet    the same, silent when it is already built
+#   hack/prometheus/build.sh            build them if missing, then print KEY=VALUE lines
+#   hack/prometheus/build.sh --quiet    the same, silent when they are already built
 #   hack/prometheus/build.sh --print    print those lines without building
 #   hack/prometheus/build.sh --latest   list the newest versions the module proxy serves
 #
 # Prometheus 3.x is published to the module proxy as github.com/prometheus/prometheus
 # v0.3MM.P for release 3.MM.P (its go.mod has no replace lines, so `go install pkg@version`
-# builds exactly the release's dependency graph). The binary lands in
-# ${XDG_CACHE_HOME:-~/.cache}/cass-cdc-pg/prometheus-<version>/bin, stamped with what built it,
-# so a second run is a no-op. Nothing builds it eagerly: `hack/stack tool promtool` (and the
-# tests that need it) call this the first time promtool is wanted. Progress goes to stderr;
-# stdout only carries the KEY=VALUE lines.
+# builds exactly the release's dependency graph). Both binaries come from one `go install`
+# (they share nearly every package, so one compile serves both) with the build tag
+# `remove_all_sd`: it drops the service-discovery plugins (AWS, Azure, GCE, Kubernetes, ...;
+# plugins/plugin_*.go are tagged `!remove_all_sd`) and keeps static and file configs, all the
+# tests here use, at a fraction of the compile time. The server is built without the
+# `builtinassets` tag: no web UI (it would need the React build), the HTTP API works. The
+# binaries land in ${XDG_CACHE_HOME:-~/.cache}/cass-cdc-pg/prometheus-<version>/bin, stamped
+# with what built them, so a second run is a no-op. Nothing builds them eagerly: `hack/stack
+# tool promtool|prometheus` (and the tests that need one) call this the first time either is
+# wanted. Progress goes to stderr; stdout only carries the KEY=VALUE lines.
 set -euo pipefail
 
 # ---- pin: Prometheus 3.16.0 ---------------------------------------------------------------
@@ -30,6 +36,7 @@ print_vars() {
 PROMETHEUS_VERSION=$PROMETHEUS_VERSION
 PROMETHEUS_MODULE_VERSION=$MODULE_VERSION
 PROMTOOL=$DIR/bin/promtool
+PROMETHEUS=$DIR/bin/prometheus
 EOF
 }
 
@@ -48,7 +55,7 @@ case "${1:-}" in
   --print) print_vars; exit 0 ;;
   --quiet) QUIET=1 ;;
   --latest | "") ;;
-  -h | --help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h | --help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   *) die "unknown argument $1 (try --help)" ;;
 esac
 
@@ -62,8 +69,14 @@ if [[ "${1:-}" == "--latest" ]]; then
   exit 0
 fi
 
-KEY="promtool $PROMETHEUS_VERSION ($MODULE_VERSION)"
-built() { [[ -x "$DIR/bin/promtool" && -f "$DIR/bin/.stamp" && "$(cat "$DIR/bin/.stamp")" == "$KEY" ]]; }
+# What the binaries were built with: a change here (version, tags, the set of binaries) makes an
+# older cache rebuild.
+TAGS=remove_all_sd
+KEY="promtool+prometheus $PROMETHEUS_VERSION ($MODULE_VERSION) tags=$TAGS"
+built() {
+  [[ -x "$DIR/bin/promtool" && -x "$DIR/bin/prometheus" && -f "$DIR/bin/.stamp" &&
+    "$(cat "$DIR/bin/.stamp")" == "$KEY" ]]
+}
 
 if ! built; then
   mkdir -p "$DIR"
@@ -76,8 +89,8 @@ if ! built; then
 fi
 if ! built; then
   T0=$(date +%s)
-  log "promtool $PROMETHEUS_VERSION: building github.com/prometheus/prometheus/cmd/promtool@$MODULE_VERSION (a few minutes cold on 2 cores)"
-  # The version the binary reports (`promtool --version`), as Prometheus' own build stamps it.
+  log "prometheus $PROMETHEUS_VERSION: building github.com/prometheus/prometheus/cmd/{promtool,prometheus}@$MODULE_VERSION -tags $TAGS (a few minutes cold on 2 cores)"
+  # The version the binaries report (`--version`), as Prometheus' own build stamps it.
   ldflags="-s -w"
   for kv in "Version=$PROMETHEUS_VERSION" Branch=HEAD Revision= BuildUser=cass-cdc-pg \
     "BuildDate=$(date -u +%Y%m%d-%H:%M:%S)"; do
@@ -87,14 +100,15 @@ if ! built; then
   mkdir -p "$DIR/bin.tmp"
   # Builds are CPU-bound: stay out of the way of whatever else runs on the machine.
   GOBIN="$DIR/bin.tmp" GOFLAGS=-buildvcs=false nice -n "${PROMETHEUS_BUILD_NICE:-19}" \
-    "$GO" install -trimpath -ldflags "$ldflags" \
-    "github.com/prometheus/prometheus/cmd/promtool@$MODULE_VERSION"
+    "$GO" install -trimpath -tags "$TAGS" -ldflags "$ldflags" \
+    "github.com/prometheus/prometheus/cmd/promtool@$MODULE_VERSION" \
+    "github.com/prometheus/prometheus/cmd/prometheus@$MODULE_VERSION"
   printf '%s' "$KEY" >"$DIR/bin.tmp/.stamp"
   "$GO" env GOVERSION >"$DIR/bin.tmp/.go-version"
   rm -rf "${DIR:?}/bin"
   mv "$DIR/bin.tmp" "$DIR/bin"
-  log "promtool $PROMETHEUS_VERSION: built in $(($(date +%s) - T0))s"
+  log "prometheus $PROMETHEUS_VERSION: promtool and prometheus built in $(($(date +%s) - T0))s"
 elif [[ $QUIET == 0 ]]; then
-  log "promtool $PROMETHEUS_VERSION: cached in $DIR/bin"
+  log "prometheus $PROMETHEUS_VERSION: promtool and prometheus cached in $DIR/bin"
 fi
 print_vars

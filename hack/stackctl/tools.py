@@ -19,6 +19,7 @@ PROMETHEUS_BUILD = REPO / "hack" / "prometheus" / "build.sh"
 # tool -> (build script, KEY of the KEY=VALUE line it prints, file name under that directory)
 TOOLS: dict[str, tuple[Path, str, str]] = {
     "promtool": (PROMETHEUS_BUILD, "PROMTOOL", ""),
+    "prometheus": (PROMETHEUS_BUILD, "PROMETHEUS", ""),
     "helm": (K8S_BUILD, "HELM_BIN", "helm"),
     "kubectl": (K8S_BUILD, "K8S_BIN", "kubectl"),
 }
