@@ -16,7 +16,7 @@ merge itself. Workers of different tables never wait for each other.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import orjson
@@ -113,7 +113,7 @@ class TableWriter:
             f"DROP TABLE IF EXISTS {self.stage}",
             f"CREATE TEMP TABLE {self.stage} ({kdef}{vdef}, _cdc_ts bigint[], "
             "_cdc_exp bigint[], _cdc_marker_ts bigint, _cdc_marker_exp bigint, _cdc_del_ts bigint, "
-            "_cdc_tie boolean[], "
+            "_cdc_tie boolean[], _cdc_token bigint, "
             f"PRIMARY KEY ({klist})) ON COMMIT DELETE ROWS",
             f"CREATE TEMP TABLE IF NOT EXISTS {self.pdel} ({pdef}, _cdc_ts bigint NOT NULL) "
             "ON COMMIT DELETE ROWS",
@@ -178,10 +178,13 @@ class TableWriter:
             f"GREATEST({t.rtomb}._cdc_del_ts, EXCLUDED._cdc_del_ts), _cdc_recorded_at = now()"
         )
         self.merge = self._merge_sql()
+        self._merge_token: str | None = None
         self.ties = self._ties_sql()
         self.sweep_sql = self._sweep_sql()
 
-    def _merge_sql(self) -> str:
+    def _merge_sql(self, token: bool = False) -> str:
+        """The merge; with `token`, new and updated rows also take the staged `_cdc_token` (the
+        scanner's backfill: the token travels with the row instead of a second UPDATE)."""
         t, keys, vals = self.t, self.keys, self.vals
         soft = t.delete_mode is DeleteMode.SOFT
         K = [qi(c.target) for c in keys]
@@ -251,6 +254,7 @@ class TableWriter:
             "s._cdc_marker_ts AS _cdcsm", "s._cdc_marker_exp AS _cdcsme",
             f"{o('_cdc_marker_ts')} AS _cdcom", f"{o('_cdc_marker_exp')} AS _cdcome",
             f"{'m._cdc_deleted_at' if soft else 'NULL::timestamptz'} AS _cdcodel_at",
+            *(["s._cdc_token AS _cdctok"] if token else []),
         ]  # fmt: skip
         w.append(  # LivenessInfo.supersedes: an expiring marker wins, then the later expiry
             "(_cdcsm IS NOT NULL AND (_cdcom IS NULL OR _cdcsm > _cdcom OR (_cdcsm = _cdcom AND "
@@ -260,6 +264,7 @@ class TableWriter:
             "j._cdcdel", "j._cdcodel_at", "j._cdcxts", "j._cdcxexp",
             "CASE WHEN _cdcwm THEN _cdcsm ELSE _cdcom END AS _cdcmt",
             "CASE WHEN _cdcwm THEN _cdcsme ELSE _cdcome END AS _cdcme",
+            *(["j._cdctok"] if token else []),
         ]  # fmt: skip
         live = [
             f"COALESCE(_cdct{i} > COALESCE(_cdcdel, -1) AND _cdcv{i} IS NOT NULL "
@@ -274,7 +279,7 @@ class TableWriter:
         f += [f"m._cdcv{i}, m._cdct{i}, m._cdce{i}, m._cdcd{i}" for i in range(len(vals))]
         f.append("m._cdctie")
         f += ["m._cdcdel", "m._cdcodel_at", "m._cdcmt", "m._cdcme", f"{live_m} AS _cdclm"]
-        f += ["m._cdcxts", "m._cdcxexp"]
+        f += ["m._cdcxts", "m._cdcxexp", *(["m._cdctok"] if token else [])]
         alive = " OR ".join([*(f"_cdcl{i}" for i in range(len(vals))), "_cdclm"])
 
         def arr(expr: str) -> str:
@@ -303,6 +308,7 @@ class TableWriter:
             f"({alive}) AS _cdcalive",
             "_cdctie",
             "_cdcodel_at",
+            *(["_cdctok"] if token else []),
         ]  # fmt: skip
 
         # MATERIALIZED: each stage computes its columns once per row. Inlined (PostgreSQL's
@@ -328,10 +334,15 @@ class TableWriter:
                 "CASE WHEN r._cdcalive THEN NULL ELSE COALESCE(r._cdcodel_at, now()) END"
             )
         sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in main_cols[len(K) :])
+        if token:
+            main_cols.append("_cdc_token")
+            main_sel.append("r._cdctok")
+            sets += ", _cdc_token = COALESCE(EXCLUDED._cdc_token, _cdcx._cdc_token)"
         klist = ", ".join(K)
         where_live = "" if soft else " WHERE r._cdcalive"
         stmt = (
-            f"{cte}, up AS (INSERT INTO {t.fq} ({', '.join(main_cols)}) "
+            f"{cte}, up AS (INSERT INTO {t.fq}{' AS _cdcx' if token else ''} "
+            f"({', '.join(main_cols)}) "
             f"SELECT {', '.join(main_sel)} FROM r{where_live} "
             f"ON CONFLICT ({klist}) DO UPDATE SET {sets} RETURNING 1)"
         )
@@ -449,13 +460,22 @@ class TableWriter:
         now_us: int,
         rendered: str | None = None,
         reread: frozenset[str] = frozenset(),
+        tokens: Callable[[psycopg.Cursor[tuple[object, ...]]], None] | None = None,
     ) -> WriteResult:
         """Merge `batch`; the cells it holds of the `reread` columns replace the stored ones
-        whatever their times (reread.py: they were read from Cassandra after what is stored)."""
+        whatever their times (reread.py: they were read from Cassandra after what is stored).
+        `tokens`: fills the staged rows' `_cdc_token` (the scanner's backfill), which the merge
+        then stores with the rows; the target table must have that column."""
         payload = self.render(batch) if rendered is None else rendered
         with cur.copy(self.copy_stage) as cp:
             if payload:
                 cp.write(payload)
+        merge = self.merge
+        if tokens is not None:
+            tokens(cur)
+            if self._merge_token is None:
+                self._merge_token = self._merge_sql(token=True)
+            merge = self._merge_token
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (self.t.lock_key,))
         self.fence(cur)
         for stmt in self._forget_sql(reread):
@@ -471,11 +491,11 @@ class TableWriter:
             self._batch_ranges(cur, batch.range_dels)
         cur.execute(self.apply_ptomb)
         self._stored_ranges(cur)
-        cur.execute(self.merge, {"now": now_us})
+        cur.execute(merge, {"now": now_us})
         res = cur.fetchone()
         assert res is not None
         if int(str(res[2])) and self._decide_ties(cur):
-            cur.execute(self.merge, {"now": now_us})  # idempotent; now with the ties decided
+            cur.execute(merge, {"now": now_us})  # idempotent; now with the ties decided
             res = cur.fetchone()
             assert res is not None
         total, live = int(str(res[0])), int(str(res[1]))
