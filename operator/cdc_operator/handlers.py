@@ -22,6 +22,7 @@ from typing import Any
 import kopf
 
 from cdc_operator import kafka_step
+from cdc_operator import metrics as M
 from cdc_operator.appliers import cassandra
 from cdc_operator.appliers.kube import Kube
 from cdc_operator.breakers import BREAKERS, Dep
@@ -241,6 +242,7 @@ async def pipeline_deleted(body: kopf.Body, **_: Any) -> None:
         QUEUE.drop(key)
     _seen_ready.pop(key, None)
     PROGRESS.forget("CdcPipeline", *key)
+    M.forget_pipeline(*key)
 
 
 _seen_tables: dict[Key, tuple[str, object]] = {}
@@ -258,6 +260,7 @@ async def table_changed(
     before = _seen_tables.get(key)
     if gone:
         _seen_tables.pop(key, None)
+        M.forget_table(*key)
     else:
         _seen_tables[key] = seen
     if before == seen:

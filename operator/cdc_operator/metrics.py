@@ -51,3 +51,17 @@ TABLE_IN_SYNC = Gauge(
     "1 when the table's last verify found PostgreSQL equal to Cassandra, 0 when it differed",
     ["namespace", "table"], registry=REGISTRY,
 )  # fmt: skip
+
+_PER_PIPELINE = (RECONCILES, CONDITION, SECRET_REFRESH_FAILURES, PIPELINE_LAG)
+
+
+def forget_pipeline(namespace: str, name: str) -> None:
+    """A deleted pipeline's series go with it: its last `Ready` 0 would otherwise be exported
+    for ever, and CdcPipelineNotReady fire for a pipeline that no longer exists."""
+    for metric in _PER_PIPELINE:
+        metric.remove_by_labels({"namespace": namespace, "pipeline": name})
+
+
+def forget_table(namespace: str, table: str) -> None:
+    """A deleted TableReplication's series go with it (CdcTableOutOfSync would stay firing)."""
+    TABLE_IN_SYNC.remove_by_labels({"namespace": namespace, "table": table})
