@@ -261,7 +261,13 @@ def run_steps(kube: demo.Kube, ns: str, watcher: Timeline, name: str, t0: float,
     out = {"apply_returned": applied - t0}
     out |= {k: v - t0 for k, v in seen.items() if k != "pipeline_seen"}
     pod = watcher.pods.get(name)
-    phases = worker_phases(kube("logs", pod, "-n", ns, check=False)) if pod else None
+    text = ""
+    for _ in range(10):  # the first assignment comes after Ready now: wait for it a little
+        text = kube("logs", pod, "-n", ns, check=False) if pod else ""
+        if not pod or '"partitions_assigned"' in text:
+            break
+        time.sleep(1)
+    phases = worker_phases(text)
     if phases is not None:
         exec_at, marks = phases
         out |= {f"worker_{k}": exec_at - t0 + v for k, v in marks.items()}

@@ -111,13 +111,22 @@ class Timeline:
         self.stopping = True
 
 
+def _stamp(rec: dict[str, Any]) -> float:
+    return dt.datetime.fromisoformat(rec["timestamp"].replace("Z", "+00:00")).timestamp()
+
+
 def worker_phases(log_text: str) -> tuple[float, dict[str, float]] | None:
-    """(wall time of exec, phases in seconds since exec) from the worker's `worker_ready` line."""
-    for line in log_text.splitlines():
-        if '"worker_ready"' not in line:
-            continue
-        rec = json.loads(line[line.index("{") :])
-        marks: dict[str, float] = rec["seconds_since_exec"]
-        ts = dt.datetime.fromisoformat(rec["timestamp"].replace("Z", "+00:00")).timestamp()
-        return ts - marks["first_ready_answer"], marks
-    return None
+    """(wall time of exec, phases in seconds since exec) from the worker's `worker_ready` line,
+    plus its first assignment (the consumer group's first rebalance, which readiness no longer
+    waits for) when it came before the log was read."""
+    recs = [json.loads(ln[ln.index("{"):]) for ln in log_text.splitlines()
+            if '"worker_ready"' in ln or '"partitions_assigned"' in ln]  # fmt: skip
+    ready = next((r for r in recs if r["event"] == "worker_ready"), None)
+    if ready is None:
+        return None
+    marks: dict[str, float] = dict(ready["seconds_since_exec"])
+    exec_at = _stamp(ready) - marks["first_ready_answer"]
+    assigned = next((r for r in recs if r["event"] == "partitions_assigned"), None)
+    if assigned is not None:
+        marks["first_assignment"] = round(_stamp(assigned) - exec_at, 3)
+    return exec_at, marks

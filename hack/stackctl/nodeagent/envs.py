@@ -64,12 +64,21 @@ class PodEnv:
             "KUBERNETES_PORT": f"tcp://127.0.0.1:{self.agent.api_port}",
             "HOSTNAME": self.pod_name,
         }
+        # One GET per Secret/ConfigMap, not one per variable (a worker takes ~6 keys of one
+        # Secret: 6 round trips to a busy API server held its start back 0.3-0.7 s).
+        got: dict[tuple[str, str], Obj | None] = {}
+
+        def get(kind: str, name: str, optional: bool) -> Obj | None:
+            if (kind, name) not in got:
+                got[(kind, name)] = self._get(kind, name, optional)
+            return got[(kind, name)]
+
         for src in spec.get("envFrom") or []:
             prefix = src.get("prefix", "")
             for kind, key in (("configmaps", "configMapRef"), ("secrets", "secretRef")):
                 if key in src:
                     ref = src[key]
-                    obj = self._get(kind, ref["name"], bool(ref.get("optional")))
+                    obj = get(kind, ref["name"], bool(ref.get("optional")))
                     for k, v in self._keys(obj, kind).items():
                         env[prefix + k] = v.decode(errors="replace")
         for e in spec.get("env") or []:
@@ -84,7 +93,7 @@ class PodEnv:
                     if "secretKeyRef" in vf
                     else ("configmaps", vf["configMapKeyRef"])
                 )
-                obj = self._get(kind, ref["name"], bool(ref.get("optional")))
+                obj = get(kind, ref["name"], bool(ref.get("optional")))
                 data = self._keys(obj, kind)
                 if ref["key"] in data:
                     env[name] = data[ref["key"]].decode(errors="replace")

@@ -37,6 +37,7 @@ class PodWorker(PodVolumes, PodEnv, PodContainers, PodProbes, PodStatus, threadi
         super().__init__(name=f"pod-{meta['namespace']}/{meta['name']}", daemon=True)
         self.agent, self.api = agent, agent.api
         self.pod = pod
+        self.seen_at = time.monotonic()  # when the agent first saw it bound here
         self.uid: str = meta["uid"]
         self.start_time = now_rfc3339()
         self.ns: str = meta["namespace"]
