@@ -316,7 +316,7 @@ class TableWriter:
         # that column's whole expression, and they nest: the merge spent ~5x longer evaluating
         # the same CASE trees over and over than joining and writing.
         cte = (
-            f"WITH j AS (SELECT {', '.join(j)} FROM {self.stage} s "
+            f"WITH j AS MATERIALIZED (SELECT {', '.join(j)} FROM {self.stage} s "
             f"LEFT JOIN {t.fq} m ON {jk}"
             + ("" if soft else f" LEFT JOIN {t.dead} d ON {jd}")
             + f"), w AS MATERIALIZED (SELECT {', '.join(w)} FROM j), "
