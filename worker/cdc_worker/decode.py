@@ -15,19 +15,25 @@ differ only in `source` fields the decoder does not use (commitlog file and posi
 the emission time. `Decoder` reads the envelope with a typed msgspec decoder that keeps
 `after` as raw bytes, so a copy is recognised by (op, write time, keyspace, table, snapshot,
 `after` bytes) — everything decoding depends on — and gets the change already decoded
-without parsing its cells again. Anything the fast path does not expect goes through the
-reference path (`decode`), so errors and results are the same.
+without parsing its cells again. The distinct changes' `after` is read by a msgspec struct
+built once per table schema (one field per column, unknown columns refused), which is about
+2.5x cheaper than building a dict of dicts. Anything the fast path does not expect goes
+through the reference path (`decode`), so errors and results are the same.
+
+JSON is parsed by msgspec on both paths: integers beyond 64 bits (a `varint` sent as a number
+rather than as the string `varint.handling.mode=string` gives) stay exact; orjson, used
+before, turned them into floats.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
+from functools import lru_cache
 from typing import Any
 
 import msgspec
-import orjson
 
 from cdc_worker.schema import TableSchema
 from cdc_worker.typemap import to_pg_text
@@ -78,8 +84,8 @@ def parse_envelope(raw: bytes | None) -> dict[str, Any]:
     if raw is None:
         raise DecodeError("tombstone message (null value) is not a Debezium change event")
     try:
-        doc = orjson.loads(raw)
-    except orjson.JSONDecodeError as e:
+        doc = _json(raw)
+    except msgspec.DecodeError as e:
         raise DecodeError(f"malformed JSON: {e}") from e
     if isinstance(doc, dict) and "payload" in doc and "schema" in doc:
         doc = doc["payload"]
@@ -118,17 +124,42 @@ def _decode(schema: TableSchema, raw: bytes | None) -> Change:
     return _change(schema, op, ts, after, snapshot)
 
 
-def _change(schema: TableSchema, op: str, ts: int, after: dict[str, Any], snapshot: bool) -> Change:
-    """The change an envelope describes, from the fields decoding depends on (validated)."""
+class _Cell(msgspec.Struct):
+    """A written cell of `after` (other fields, such as `set`, are ignored)."""
+
+    value: Any = None
+    deletion_ts: Any = None
+
+
+# `after` in schema order: the key columns, the value columns, then `_range_start` and
+# `_range_end`. A column the event does not carry is None; a key or value "cell" that is not a
+# JSON object is kept as it is (the key takes it as missing, a value column rejects it).
+Cells = Sequence[Any]
+
+
+def _cells(schema: TableSchema, after: dict[str, Any]) -> list[Any]:
     known = schema.known
     if not known.issuperset(after):
         raise UnknownColumns({n: c for n, c in after.items() if n not in known})
+    out: list[Any] = []
+    for name in _names(schema):
+        c = after.get(name)
+        out.append(_Cell(c.get("value"), c.get("deletion_ts")) if type(c) is dict else c)
+    out += (after.get("_range_start"), after.get("_range_end"))
+    return out
 
+
+def _change(schema: TableSchema, op: str, ts: int, after: dict[str, Any], snapshot: bool) -> Change:
+    """The change an envelope describes, from the fields decoding depends on (validated)."""
+    return _build(schema, op, ts, _cells(schema, after), snapshot)
+
+
+def _build(schema: TableSchema, op: str, ts: int, cells: Cells, snapshot: bool) -> Change:
     key: list[str | None] = []
     clustering = clustering_missing = 0
-    for name, conv, is_partition in schema.key_plan:
-        cell = after.get(name)
-        value = cell.get("value") if type(cell) is dict else None
+    key_plan = schema.key_plan
+    for (name, conv, is_partition), cell in zip(key_plan, cells, strict=False):
+        value = cell.value if type(cell) is _Cell else None
         if not is_partition:
             clustering += 1
         if value is None:
@@ -142,8 +173,7 @@ def _change(schema: TableSchema, op: str, ts: int, after: dict[str, Any], snapsh
     if op == "r":
         return Change(
             Kind.RANGE_DELETE, ts, tuple(key), {}, False, None,
-            _bound(schema, after.get("_range_start"), "START"),
-            _bound(schema, after.get("_range_end"), "END"),
+            _bound(schema, cells[-2], "START"), _bound(schema, cells[-1], "END"),
         )  # fmt: skip
     if clustering_missing:
         if op != "d":
@@ -159,24 +189,23 @@ def _change(schema: TableSchema, op: str, ts: int, after: dict[str, Any], snapsh
     if op == "d":
         return Change(Kind.ROW_DELETE, ts, tuple(key), {}, False, None)
 
-    cells: dict[str, tuple[str | None, int | None]] = {}
+    out: dict[str, tuple[str | None, int | None]] = {}
     expiry: int | None = None
     name = ""
     try:  # around the loop, not each conversion: the hot path of decoding
-        for name, conv in schema.value_plan:
-            cell = after.get(name)
+        for (name, conv), cell in zip(schema.value_plan, cells[len(key_plan) :], strict=False):
             if cell is None:
                 continue  # not written by this mutation
-            if type(cell) is not dict:
+            if type(cell) is not _Cell:
                 raise DecodeError(f"column {name!r}: expected a cell object")
-            value = cell.get("value")
-            exp = cell.get("deletion_ts")
+            value = cell.value
+            exp = cell.deletion_ts
             if exp is not None and type(exp) is not int:
                 raise DecodeError(f"column {name!r}: deletion_ts is not an integer")
             if value is None:
-                cells[name] = _TOMBSTONE  # Cassandra gives a tombstone no TTL
+                out[name] = _TOMBSTONE  # Cassandra gives a tombstone no TTL
             else:
-                cells[name] = (conv(value), exp)
+                out[name] = (conv(value), exp)
                 if exp is not None and (expiry is None or exp > expiry):
                     expiry = exp
     except DecodeError:
@@ -189,10 +218,38 @@ def _change(schema: TableSchema, op: str, ts: int, after: dict[str, Any], snapsh
         # than anything streamed) or was also streamed with its real time. So it yields to
         # any streamed write (SNAPSHOT_TS), its nulls are no deletions, and it asserts a row
         # marker only when it has nothing else to show the row exists by.
-        cells = {n: c for n, c in cells.items() if c[0] is not None}
-        return Change(Kind.WRITE, SNAPSHOT_TS, tuple(key), cells, not cells, expiry,
+        out = {n: c for n, c in out.items() if c[0] is not None}
+        return Change(Kind.WRITE, SNAPSHOT_TS, tuple(key), out, not out, expiry,
                       snapshot=True)  # fmt: skip
-    return Change(Kind.WRITE, ts, tuple(key), cells, op == "i", expiry)
+    return Change(Kind.WRITE, ts, tuple(key), out, op == "i", expiry)
+
+
+def _names(schema: TableSchema) -> list[str]:
+    return [n for n, _, _ in schema.key_plan] + [n for n, _ in schema.value_plan]
+
+
+@lru_cache(maxsize=1024)
+def _after_reader(schema: TableSchema) -> Callable[[bytes], tuple[Any, ...]] | None:
+    """A decoder of `after` into `Cells` for this schema: a struct with one field per column,
+    built once per schema (not per batch); None if the names do not allow one."""
+    names = [*_names(schema), "_range_start", "_range_end"]
+    if len(set(names)) != len(names):
+        return None
+    fields: list[tuple[str, Any, Any]] = [
+        (f"c{i}", _Cell | None, None) for i in range(len(names) - 2)
+    ]
+    fields += [("rs", Any, None), ("re", Any, None)]
+    rename = {f"c{i}": n for i, n in enumerate(names[:-2])} | {"rs": names[-2], "re": names[-1]}
+    # Unknown columns are refused, so an event that carries one takes the reference path,
+    # which reports them (UnknownColumns: schema evolution).
+    struct = msgspec.defstruct("After", fields, rename=rename, forbid_unknown_fields=True)
+    read = msgspec.json.Decoder(struct).decode
+    astuple = msgspec.structs.astuple
+
+    def cells(raw: bytes) -> tuple[Any, ...]:
+        return astuple(read(raw))
+
+    return cells
 
 
 class _Source(msgspec.Struct):
@@ -216,6 +273,7 @@ class _Envelope(msgspec.Struct):
 
 
 _read = msgspec.json.Decoder(_Envelope).decode
+_json = msgspec.json.Decoder().decode
 # What a decoded change of one table depends on besides the table: op, write time, snapshot,
 # `after` bytes (keyspace and table are those of the decoder's schema).
 CopyKey = tuple[str, int, str, bytes]
@@ -228,12 +286,13 @@ class Decoder:
     `Change` of its first sighting, which coalescing once is enough for (coalesce.py is
     idempotent). One instance per batch and schema: the cache holds the batch's changes."""
 
-    __slots__ = ("_seen", "keyspace", "schema", "table")
+    __slots__ = ("_after", "_seen", "keyspace", "schema", "table")
 
     def __init__(self, schema: TableSchema) -> None:
         self.schema = schema
         self.keyspace, self.table = schema.keyspace, schema.table
         self._seen: dict[CopyKey, Change] = {}
+        self._after = _after_reader(schema)
 
     def decode(self, raw: bytes | None) -> tuple[Change, bool]:
         # One frame per event on the hot path; anything unexpected (malformed, another table,
@@ -266,10 +325,14 @@ class Decoder:
         if ch is not None:
             return ch, False
         try:
-            after = orjson.loads(key[3])
-            if type(after) is not dict:
-                raise DecodeError("event lacks `source` or `after`")
-            ch = _change(self.schema, key[0], key[1], after, key[2].lower() not in ("false", ""))
+            snapshot = key[2].lower() not in ("false", "")
+            if self._after is not None and key[0] != "r":
+                ch = _build(self.schema, key[0], key[1], self._after(key[3]), snapshot)
+            else:  # range deletes (their bounds are plain JSON) and unusual column names
+                after = _json(key[3])
+                if type(after) is not dict:
+                    raise DecodeError("event lacks `source` or `after`")
+                ch = _change(self.schema, key[0], key[1], after, snapshot)
         except Exception:  # the reference path gives the same error (or UnknownColumns)
             return decode(self.schema, raw), True
         self._seen[key] = ch
