@@ -104,6 +104,20 @@ def start_operator(env: dict[str, str], ns: str, log: Path,
     return proc
 
 
+def started(op: subprocess.Popen[bytes], timeout: float = 120) -> None:
+    """Wait until the operator serves its metrics (it takes seconds to start on a busy machine)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            own_requests(op)
+            time.sleep(1)  # and its watches have listed what is there
+            return
+        except OSError:
+            if op.poll() is not None or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
 def own_requests(op: subprocess.Popen[bytes]) -> int:
     """The API requests the operator's passes made (its cdc_operator_api_requests counter)."""
     import urllib.request
@@ -169,7 +183,7 @@ def scale_run(
     op = start_operator(env, ns, log, interval="15")
     out: dict[str, Any] = {}
     try:
-        time.sleep(3)
+        started(op)
         prefix = f"{ns}"
         # Each pipeline its own topics: two pipelines sharing a prefix are a Conflict.
         docs = [
