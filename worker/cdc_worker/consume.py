@@ -67,7 +67,12 @@ class Source:
                 "partition.assignment.strategy": "cooperative-sticky",
                 "enable.partition.eof": False,
                 "max.poll.interval.ms": 600_000,
-                "session.timeout.ms": 30_000,
+                # A worker that dies without leaving (SIGKILL, OOM, node loss) keeps its
+                # partitions until the group coordinator gives up on its heartbeats: with 30 s
+                # the chaos run (issue #15.5) measured ~38 s without replication for them
+                # (target 15 s). Heartbeats come from librdkafka's own thread, not the batch loop.
+                "session.timeout.ms": 10_000,
+                "heartbeat.interval.ms": 2_000,
                 "fetch.max.bytes": 64 * 1024 * 1024,
                 "error_cb": self._on_error,
             }
