@@ -15,7 +15,11 @@ COPY of the final rows into an empty copy of the table. Cases (issue #16):
 
 Prints a table with the targets marked met / not met and writes JSON
 (bench-results/worker.json), with the load average around each case: the machine is
-shared, compare figures taken back to back.
+shared, compare figures taken back to back. Because the rate depends on what else runs, each
+case also reports the CPU time per event, over the same interval as the rate, of the worker
+processes and of their PostgreSQL backends (found by `application_name`; PostgreSQL is
+local): those vary far less with the load, and `1e6 / max(worker, PostgreSQL)` is the rate
+the pipeline would reach with a core each (`cpu-bound`; Kafka's own CPU is not counted).
 
     make bench-worker                         # all cases
     BENCH_CASES=main make bench-worker        # only some (comma-separated)
@@ -156,6 +160,39 @@ def peak_rss_mib(pid: int) -> float:
     return 0.0
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """CPU time of the worker processes and of their PostgreSQL backends, from a mark on."""
+
+    def __init__(self, pg: psycopg.Connection[Any], pipeline: str, workers: list[int]) -> None:
+        self.pg, self.app, self.workers = pg, f"cdc-worker:{pipeline}", workers
+        self.w0, self.b0 = 0.0, dict[int, float]()
+
+    def _backends(self) -> dict[int, float]:
+        rows = self.pg.execute(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = %s", (self.app,)
+        ).fetchall()
+        return {int(r[0]): cpu_seconds(int(r[0])) for r in rows}
+
+    def mark(self) -> None:
+        self.w0, self.b0 = sum(cpu_seconds(p) for p in self.workers), self._backends()
+
+    def since(self) -> tuple[float, float]:
+        """(worker seconds, backend seconds) since the mark; a backend that started after it
+        counts whole."""
+        w = sum(cpu_seconds(p) for p in self.workers) - self.w0
+        b = sum(t - self.b0.get(pid, 0.0) for pid, t in self._backends().items())
+        return w, b
+
+
 def _load() -> float:
     return round(os.getloadavg()[0], 1)
 
@@ -190,6 +227,7 @@ def run_case(case: Case, env: dict[str, str], batch: int, tmp: Path) -> dict[str
             w.start()
         start = done = None
         first = 0
+        meter = CpuMeter(pg, name, [w.proc.pid for w in workers if w.proc is not None])
         while True:
             time.sleep(0.05)
             for w in workers:
@@ -204,8 +242,10 @@ def run_case(case: Case, env: dict[str, str], batch: int, tmp: Path) -> dict[str
                 continue
             if start is None and applied > 0:
                 start, first = time.perf_counter(), applied
+                meter.mark()
             if applied >= len(events):
                 done = time.perf_counter()
+                worker_cpu, pg_cpu = meter.since()
                 break
         rss = max(peak_rss_mib(w.proc.pid) for w in workers if w.proc is not None)
         for w in workers:
@@ -232,6 +272,8 @@ def run_case(case: Case, env: dict[str, str], batch: int, tmp: Path) -> dict[str
         pg.execute(f"DROP SCHEMA {name} CASCADE")
     copy_rate = rows / copy_s
     lat.sort()
+    counted = len(events) - first
+    worker_us, pg_us = worker_cpu / counted * 1e6, pg_cpu / counted * 1e6
     return {
         "case": case.name, "what": case.what, "columns": len(case.columns),
         "message_bytes_avg": round(size), "partitions": case.partitions,
@@ -241,6 +283,8 @@ def run_case(case: Case, env: dict[str, str], batch: int, tmp: Path) -> dict[str
         "batch_ms_p95": round(lat[max(0, int(len(lat) * 0.95) - 1)], 1) if lat else None,
         "batches": len(lat), "peak_rss_mib": round(rss, 1),
         "copy_ceiling_rows_per_s": round(copy_rate), "ratio_vs_copy": round(rate / copy_rate, 2),
+        "worker_cpu_us_per_event": round(worker_us, 1), "pg_cpu_us_per_event": round(pg_us, 1),
+        "cpu_bound_events_per_s": round(1e6 / max(worker_us, pg_us, 1e-9)),
         "load_avg_before": load_before, "load_avg_after": _load(),
     }  # fmt: skip
 
@@ -276,13 +320,15 @@ def main() -> int:
     results = [run_case(c, env, batch, tmp) for c in cases(n) if not wanted or c.name in wanted]
     cols = [("case", 8), ("what", 40), ("B/msg", 6), ("events/s", 9), ("MiB/s", 6),
             ("p50 ms", 7), ("p95 ms", 7), ("RSS MiB", 8), ("COPY rows/s", 11), ("ratio", 6),
-            ("load", 10)]  # fmt: skip
+            ("wkr us/ev", 9), ("pg us/ev", 8), ("cpu-bound", 9), ("load", 10)]  # fmt: skip
     print()
     print(" ".join(f"{h:>{w}}" if i > 1 else f"{h:<{w}}" for i, (h, w) in enumerate(cols)))
     for r in results:
         cells = [r["case"], r["what"], r["message_bytes_avg"], f"{r['events_per_s']:,}",
                  r["mib_per_s"], r["batch_ms_p50"], r["batch_ms_p95"], r["peak_rss_mib"],
                  f"{r['copy_ceiling_rows_per_s']:,}", r["ratio_vs_copy"],
+                 r["worker_cpu_us_per_event"], r["pg_cpu_us_per_event"],
+                 f"{r['cpu_bound_events_per_s']:,}",
                  f"{r['load_avg_before']}-{r['load_avg_after']}"]  # fmt: skip
         print(" ".join(f"{c!s:>{w}}" if i > 1 else f"{c!s:<{w}}"
                        for i, (c, (_, w)) in enumerate(zip(cells, cols, strict=True))))  # fmt: skip
