@@ -10,20 +10,15 @@ one, row, partition and range deletes with late older writes, and TTL expiry.
 
 from __future__ import annotations
 
-import contextlib
-import json
-import urllib.request
-import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import psycopg
 import pytest
 
-from tests.integration.test_worker_process import _dsn_without_password
 from tests.support import cassandra as stack_cassandra
-from tests.support.worker_proc import WorkerProcess, create_topics, free_port, wait_for
+from tests.support.captured import Sides, capture
+from tests.support.worker_proc import WorkerProcess, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -70,55 +65,15 @@ TTL = [
 ]
 
 
-def _agent(env: dict[str, str]) -> dict[str, Any]:
-    url = f"{env['CDC_AGENT_URL']}/status"
-    with urllib.request.urlopen(url, timeout=5) as r:  # noqa: S310 - the stack's agent
-        return json.loads(r.read())  # type: ignore[no-any-return]
-
-
-def _prefix(env: dict[str, str]) -> str:
-    for line in Path(env["DEBEZIUM_CONFIG"]).read_text().splitlines():
-        if line.startswith("topic.prefix="):
-            return line.split("=", 1)[1].strip()
-    raise AssertionError("no topic.prefix in the agent's config")
-
-
 def test_postgres_equals_what_cassandra_selects(
     stack: Callable[..., dict[str, str]], tmp_path: Path
 ) -> None:
     env = stack("postgres", "kafka", "cassandra", "debezium")
     cluster = stack_cassandra.cluster(env, protocol_version=5)
     session = cluster.connect()
-    ks = f"exact_{uuid.uuid4().hex[:6]}"
-    session.execute(f"CREATE KEYSPACE {ks} WITH replication = "
-                    "{'class': 'SimpleStrategy', 'replication_factor': 1}")  # fmt: skip
-    session.execute(f"CREATE TABLE {ks}.t (p int, c int, a int, b text, PRIMARY KEY (p, c)) "
-                    "WITH cdc = true")  # fmt: skip
-
-    # cdc-agent restarts the agent for the new cdc = true table; wait until it captures it.
-    def captured() -> bool:
-        st = _agent(env)
-        return f"{ks}.t" in st.get("agent_tables", []) and st.get("phase") == "ready"
-
-    wait_for(captured, 120, "the agent to capture the table")
-    topic = f"{_prefix(env)}.{ks}.t"
-    name = f"x{uuid.uuid4().hex[:8]}"
-    create_topics(env["KAFKA_BOOTSTRAP_SERVERS"], f"{name}.dlq", partitions=1)
-    with contextlib.suppress(Exception):  # the agent may have created it already
-        create_topics(env["KAFKA_BOOTSTRAP_SERVERS"], topic, partitions=1)
-    dsn = env["PG_DSN"]
-    cfg = {
-        "pipeline": name,
-        "kafka": {"bootstrapServers": env["KAFKA_BOOTSTRAP_SERVERS"], "groupId": f"g-{name}",
-                  "deadLetterTopic": f"{name}.dlq"},
-        "postgres": {"dsn": _dsn_without_password(dsn), "schema": name},
-        "cassandra": stack_cassandra.worker_config(env),
-        "tables": [{"topic": topic, "source": {"keyspace": ks, "table": "t"},
-                    "target": {"table": "t"}}],
-        "batch": {"maxEvents": 500, "maxWaitMs": 200},
-        "httpPort": free_port(),
-        "ttlSweepIntervalSeconds": 0.5,
-    }  # fmt: skip
+    cap = capture(env, session, "exact", "p int, c int, a int, b text, PRIMARY KEY (p, c)")
+    ks, name, dsn = cap.keyspace, cap.name, env["PG_DSN"]
+    cfg = {**cap.worker_config(env), "ttlSweepIntervalSeconds": 0.5}
     try:
         for stmt in HISTORY:
             session.execute(stmt.format(t=f"{ks}.t"))
@@ -127,26 +82,9 @@ def test_postgres_equals_what_cassandra_selects(
         ).start()
         pg = psycopg.connect(dsn, autocommit=True)
         try:
-
-            def cassandra() -> list[tuple[Any, ...]]:
-                rows = session.execute(f"SELECT p, c, a, b FROM {ks}.t")
-                return sorted((r.p, r.c, r.a, r.b) for r in rows)
-
-            def postgres() -> list[tuple[Any, ...]]:
-                try:
-                    return sorted(pg.execute(f"SELECT p, c, a, b FROM {name}.t").fetchall())
-                except psycopg.errors.UndefinedTable:
-                    return []
-
-            seen: list[Any] = [None]
-
-            def equal() -> bool:
-                seen[0] = (cassandra(), postgres())
-                return bool(seen[0][0] == seen[0][1])
-
-            wait_for(equal, 120, f"PostgreSQL to equal Cassandra: {seen}; worker log:\n"
-                     f"{w.logs()[-2000:]}")  # fmt: skip
-            rows = {(p, c): (a, b) for p, c, a, b in cassandra()}
+            sides = Sides(session, pg, cap, "p, c, a, b")
+            sides.wait_equal(120, "PostgreSQL to equal Cassandra", w.logs)
+            rows = {(p, c): (a, b) for p, c, a, b in sides.cassandra()}
             # What Cassandra answers is what the rules above say (a check on the history).
             assert rows[(2, 1)][0] == 10
             assert rows[(2, 2)][0] == -1
@@ -156,9 +94,9 @@ def test_postgres_equals_what_cassandra_selects(
             # TTL: live while it lives, then it leaves Cassandra's answer and PostgreSQL's.
             for stmt in TTL:
                 session.execute(stmt.format(t=f"{ks}.t"))
-            wait_for(lambda: (7, 1, 1, "expires") in postgres(), 60, "the TTL row applied")
-            wait_for(lambda: (7, 1) not in {(r[0], r[1]) for r in cassandra()}, 90, "expiry")
-            wait_for(equal, 30, f"PostgreSQL to drop the expired row: {seen}")
+            wait_for(lambda: (7, 1, 1, "expires") in sides.postgres(), 60, "the TTL row applied")
+            wait_for(lambda: (7, 1) not in {r[:2] for r in sides.cassandra()}, 90, "expiry")
+            sides.wait_equal(30, "PostgreSQL to drop the expired row")
             assert not pg.execute(f"SELECT 1 FROM {name}.t WHERE p = 7 AND c = 1").fetchall()
         finally:
             w.stop()

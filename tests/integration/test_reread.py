@@ -11,8 +11,6 @@ a row delete newer than the elements and a newer append after it.
 
 from __future__ import annotations
 
-import contextlib
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,10 +18,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.integration.test_pipeline_exact import _agent, _prefix
-from tests.integration.test_worker_process import _dsn_without_password
 from tests.support import cassandra as stack_cassandra
-from tests.support.worker_proc import WorkerProcess, create_topics, free_port, wait_for
+from tests.support.captured import Sides, capture
+from tests.support.worker_proc import WorkerProcess
 
 pytestmark = pytest.mark.integration
 
@@ -60,68 +57,32 @@ def test_collections_equal_what_cassandra_selects(
     env = stack("postgres", "kafka", "cassandra", "debezium")
     cluster = stack_cassandra.cluster(env, protocol_version=5)
     session = cluster.connect()
-    ks = f"reread_{uuid.uuid4().hex[:6]}"
-    session.execute(f"CREATE KEYSPACE {ks} WITH replication = "
-                    "{'class': 'SimpleStrategy', 'replication_factor': 1}")  # fmt: skip
-    session.execute(f"CREATE TABLE {ks}.t (p int, c int, v int, s set<text>, l list<int>, "
-                    "m map<text, int>, PRIMARY KEY (p, c)) WITH cdc = true")  # fmt: skip
-
-    def captured() -> bool:
-        st = _agent(env)
-        return f"{ks}.t" in st.get("agent_tables", []) and st.get("phase") == "ready"
-
-    wait_for(captured, 120, "the agent to capture the table")
-    topic = f"{_prefix(env)}.{ks}.t"
-    name = f"r{uuid.uuid4().hex[:8]}"
-    create_topics(env["KAFKA_BOOTSTRAP_SERVERS"], f"{name}.dlq", partitions=1)
-    with contextlib.suppress(Exception):  # the agent may have created it already
-        create_topics(env["KAFKA_BOOTSTRAP_SERVERS"], topic, partitions=1)
-    dsn = env["PG_DSN"]
-    cfg = {
-        "pipeline": name,
-        "kafka": {"bootstrapServers": env["KAFKA_BOOTSTRAP_SERVERS"], "groupId": f"g-{name}",
-                  "deadLetterTopic": f"{name}.dlq"},
-        "postgres": {"dsn": _dsn_without_password(dsn), "schema": name},
-        "cassandra": stack_cassandra.worker_config(env),
-        "tables": [{"topic": topic, "source": {"keyspace": ks, "table": "t"},
-                    "target": {"table": "t"}, "reread": {"consistency": "ONE"}}],
-        "batch": {"maxEvents": 500, "maxWaitMs": 200},
-        "httpPort": free_port(),
-    }  # fmt: skip
+    cap = capture(env, session, "reread", "p int, c int, v int, s set<text>, l list<int>, "
+                  "m map<text, int>, PRIMARY KEY (p, c)")  # fmt: skip
+    ks, dsn = cap.keyspace, env["PG_DSN"]
+    cfg = cap.worker_config(env, reread={"consistency": "ONE"})
     w = WorkerProcess(
         tmp_path, cfg, {"POSTGRES_PASSWORD": "cdc", **stack_cassandra.worker_env(env)}
     ).start()
     pg = psycopg.connect(dsn, autocommit=True)
     try:
 
-        def cassandra() -> list[tuple[Any, ...]]:
-            rows = session.execute(f"SELECT p, c, v, s, l, m FROM {ks}.t")
-            return sorted((r.p, r.c, r.v, sorted(r.s) if r.s else None, list(r.l) if r.l else None,
-                           dict(r.m) if r.m else None) for r in rows)  # fmt: skip
+        def cass_row(r: tuple[Any, ...]) -> tuple[Any, ...]:
+            p, c, v, st, li, m = r
+            return (p, c, v, sorted(st) if st else None, list(li) if li else None,
+                    dict(m) if m else None)  # fmt: skip
 
-        def postgres() -> list[tuple[Any, ...]]:
-            try:
-                rows = pg.execute(f"SELECT p, c, v, s, l, m FROM {name}.t").fetchall()
-            except psycopg.errors.UndefinedTable:
-                return []
-            return sorted((p, c, v, sorted(s) if s else None, li or None, m or None)
-                          for p, c, v, s, li, m in rows)  # fmt: skip
+        def pg_row(r: tuple[Any, ...]) -> tuple[Any, ...]:
+            p, c, v, st, li, m = r
+            return (p, c, v, sorted(st) if st else None, li or None, m or None)
 
-        seen: list[Any] = [None]
-
-        def equal() -> bool:
-            seen[0] = (cassandra(), postgres())
-            return bool(seen[0][0] == seen[0][1])
+        sides = Sides(session, pg, cap, "p, c, v, s, l, m", cass_row, pg_row)
 
         for part in (FIRST, SECOND):
             for stmt in part:
                 session.execute(stmt.format(t=f"{ks}.t"))
-            try:
-                wait_for(equal, 90, "PostgreSQL to equal Cassandra")
-            except AssertionError as e:
-                raise AssertionError(f"{e}: (cassandra, postgres) = {seen[0]}; worker log:\n"
-                                     f"{w.logs()[-3000:]}") from None  # fmt: skip
-        rows = {(r[0], r[1]): r[2:] for r in cassandra()}
+            sides.wait_equal(90, "PostgreSQL to equal Cassandra", w.logs)
+        rows = {(r[0], r[1]): r[2:] for r in sides.cassandra()}
         # What Cassandra answers is what the history says (a check on the test itself).
         assert rows[(1, 1)] == (1, ["b", "c"], [2, 3], {"y": 2})
         assert rows[(1, 2)] == (None, ["w"], None, None)

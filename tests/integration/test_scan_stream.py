@@ -15,11 +15,9 @@ whole partitions of 400 rows with current write times. Then:
 
 from __future__ import annotations
 
-import contextlib
 import random
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -31,10 +29,9 @@ from cassandra.cluster import Session
 
 from cdc_worker.config import load_config
 from cdc_worker.scan.run import ScanOptions, ScanResult, run_scan
-from tests.integration.test_pipeline_exact import _agent, _prefix
-from tests.integration.test_worker_process import _dsn_without_password
 from tests.support import cassandra as stack_cassandra
-from tests.support.worker_proc import WorkerProcess, create_topics, free_port, wait_for
+from tests.support.captured import Captured, Sides, capture
+from tests.support.worker_proc import WorkerProcess
 
 pytestmark = pytest.mark.integration
 
@@ -85,44 +82,20 @@ class Stream(threading.Thread):
 @pytest.fixture
 def pipeline(
     stack: Callable[..., dict[str, str]], tmp_path: Path
-) -> Iterator[tuple[dict[str, str], Session, str, str, Path]]:
+) -> Iterator[tuple[dict[str, str], Session, Captured, Path]]:
     env = stack("postgres", "kafka", "cassandra", "debezium")
     cluster = stack_cassandra.cluster(env, protocol_version=5)
     session = cluster.connect()
-    ks = f"sstream_{uuid.uuid4().hex[:6]}"
-    session.execute(f"CREATE KEYSPACE {ks} WITH replication = "
-                    "{'class': 'SimpleStrategy', 'replication_factor': 1}")  # fmt: skip
-    session.execute(f"CREATE TABLE {ks}.t (p int, c int, a int, b text, PRIMARY KEY (p, c)) "
-                    "WITH cdc = true")  # fmt: skip
-
-    def captured() -> bool:
-        st = _agent(env)
-        return f"{ks}.t" in st.get("agent_tables", []) and st.get("phase") == "ready"
-
-    wait_for(captured, 120, "the agent to capture the table")
-    topic = f"{_prefix(env)}.{ks}.t"
-    name = f"s{uuid.uuid4().hex[:8]}"
-    create_topics(env["KAFKA_BOOTSTRAP_SERVERS"], f"{name}.dlq", partitions=1)
-    with contextlib.suppress(Exception):  # the agent may have created it already
-        create_topics(env["KAFKA_BOOTSTRAP_SERVERS"], topic, partitions=1)
-    cfg = {
-        "pipeline": name,
-        "kafka": {"bootstrapServers": env["KAFKA_BOOTSTRAP_SERVERS"], "groupId": f"g-{name}",
-                  "deadLetterTopic": f"{name}.dlq"},
-        "postgres": {"dsn": _dsn_without_password(env["PG_DSN"]), "schema": name},
-        "cassandra": stack_cassandra.worker_config(env),
-        "tables": [{"topic": topic, "source": {"keyspace": ks, "table": "t"},
-                    "target": {"table": "t"}}],
-        "batch": {"maxEvents": 500, "maxWaitMs": 200},
-        "httpPort": free_port(),
-    }  # fmt: skip
+    cap = capture(env, session, "sstream", "p int, c int, a int, b text, PRIMARY KEY (p, c)")
+    ks, name = cap.keyspace, cap.name
+    cfg = cap.worker_config(env)
     path = tmp_path / "scan.yaml"
     path.write_text(yaml.safe_dump(cfg))
     w = WorkerProcess(
         tmp_path, cfg, {"POSTGRES_PASSWORD": "cdc", **stack_cassandra.worker_env(env)}
     ).start()
     try:
-        yield env, session, f"{ks}.t", name, path
+        yield env, session, cap, path
     finally:
         w.stop()
         session.execute(f"DROP KEYSPACE {ks}")
@@ -142,33 +115,20 @@ def scan(env: dict[str, str], config: Path, kind: str, **kw: Any) -> ScanResult:
 
 
 def test_verify_and_repair_during_a_stream_then_a_truncate(
-    pipeline: tuple[dict[str, str], Session, str, str, Path],
+    pipeline: tuple[dict[str, str], Session, Captured, Path],
 ) -> None:
-    env, session, table, schema, config = pipeline
+    env, session, cap, config = pipeline
+    table, schema = cap.table, cap.name
     ins = session.prepare(f"INSERT INTO {table} (p, c, a, b) VALUES (?, ?, ?, ?)")
     for p in [*range(STREAMED), *QUIET]:
         for c in range(ROWS):
             session.execute(ins, (p, c, p * 100 + c, f"v{p}-{c}"))
     pg = psycopg.connect(env["PG_DSN"], autocommit=True)
 
-    def cassandra() -> list[tuple[Any, ...]]:
-        return sorted(tuple(r) for r in session.execute(f"SELECT p, c, a, b FROM {table}"))
-
-    def postgres() -> list[tuple[Any, ...]]:
-        try:
-            return sorted(pg.execute(f"SELECT p, c, a, b FROM {schema}.t").fetchall())
-        except psycopg.errors.UndefinedTable:
-            return []
-
-    seen: list[Any] = [None]
-
-    def equal() -> bool:
-        seen[0] = (len(cassandra()), len(postgres()))
-        return cassandra() == postgres()
-
+    sides = Sides(session, pg, cap, "p, c, a, b")
     stream = Stream(session, table)
     try:
-        wait_for(equal, 120, f"the initial rows replicated: {seen}")
+        sides.wait_equal(120, "the initial rows replicated")
         stream.start()
         time.sleep(3)
         res = scan(env, config, "verify", lag_seconds=LAG, recheck_wait_seconds=LAG + 10)
@@ -189,21 +149,21 @@ def test_verify_and_repair_during_a_stream_then_a_truncate(
         stream.stop.set()
         stream.join(timeout=30)
     assert stream.error is None, stream.error
-    wait_for(equal, 120, f"PostgreSQL to equal Cassandra after the stream: {seen}")
-    assert postgres(), "the stream left rows"
+    sides.wait_equal(120, "PostgreSQL to equal Cassandra after the stream")
+    assert sides.postgres(), "the stream left rows"
 
     # TRUNCATE: Cassandra emits no change event for it; verify sees it row by row.
-    before = len(postgres())
+    before = len(sides.postgres())
     session.execute(f"TRUNCATE {table}")
     res = scan(env, config, "verify", lag_seconds=0)
     assert (res.rowsChecked, res.rowsDiffering) == (0, before)
     assert {d["kind"] for d in res.differences} == {"absent_in_cassandra"}
     res = scan(env, config, "repair", lag_seconds=0)
     assert res.rowsRepaired == before
-    assert postgres() == [] == cassandra()
+    assert sides.postgres() == [] == sides.cassandra()
     session.execute(ins, (7, 7, 7, "after the truncate"))
-    wait_for(equal, 60, f"a row written after the truncate replicated: {seen}")
-    assert postgres() == [(7, 7, 7, "after the truncate")]
+    sides.wait_equal(60, "a row written after the truncate replicated")
+    assert sides.postgres() == [(7, 7, 7, "after the truncate")]
     pg.close()
 
 
