@@ -133,7 +133,8 @@ class OperatorPart:
                          f"--from-literal=token={token}")  # fmt: skip
         self.operator = Operator(self.cluster, self.ns, self.tmp).start()
         self.cluster.apply(self.manifests())
-        wait_for(self.keeping_status, 240, "the operator keeping the pipeline's status")
+        # A Python start takes minutes when the 2 cores run at a load average of 40+.
+        wait_for(self.keeping_status, 600, "the operator keeping the pipeline's status")
 
     def status(self) -> dict[str, Any]:
         assert self.cluster is not None
