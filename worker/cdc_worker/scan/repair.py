@@ -30,7 +30,7 @@ from typing import Any
 
 import psycopg
 
-from cdc_worker.coalesce import Coalesced, coalesce
+from cdc_worker.coalesce import Coalesced, RowState, coalesce, column_types
 from cdc_worker.decode import Change, Kind
 from cdc_worker.scan.compare import Diff
 from cdc_worker.scan.pgside import Conn, PgSide
@@ -102,6 +102,25 @@ class RowConverter:
             return [Change(Kind.WRITE, r.read_us, key, {}, True, None)]
         return [Change(Kind.WRITE, ts, key, cells, False, None) for ts, cells in by_ts.items()]
 
+    def state(self, r: ScanRow) -> RowState:
+        """What `coalesce` makes of `changes(r, key)` alone, built directly: a row read once
+        has each cell once, so no rule of coalesce has anything to decide."""
+        cells: dict[str, tuple[int, str | None, int | None]] = {}
+        rcells = r.cells
+        for name, fn in self.val_fns:
+            cell = rcells.get(name)
+            if cell is None:
+                continue
+            value, wt, exp = cell
+            if value is None or wt is None:
+                continue
+            text = fn(value)
+            if text is not None:
+                cells[name] = (wt, text, exp)
+        if not cells:
+            return RowState(marker_ts=r.read_us)
+        return RowState(cells)
+
     def part_texts(self, key: Key) -> list[str]:
         return [str(k) for k in key[: self.npart]]
 
@@ -119,16 +138,27 @@ class Prepared:
 
 
 def prepare_rows(conv: RowConverter, writer: TableWriter, rows: Sequence[ScanRow]) -> Prepared:
-    """The Python half of `write_rows` (no PostgreSQL): changes → coalesce → COPY text."""
-    changes: list[Change] = []
+    """The Python half of `write_rows` (no PostgreSQL): rows → coalesced batch → COPY text.
+
+    Each row's state is built directly (`RowConverter.state`, equal to coalescing its changes:
+    a unit test holds them equal); a key met twice, which one token-range read never yields,
+    goes through `Coalesced.add` like streamed changes."""
+    schema = writer.t.schema
+    batch = Coalesced(column_types(schema))
+    states = batch.rows
+    npart = len(schema.partition_key)
     parts: list[list[str]] = []
     toks: list[int] = []
     for r in rows:
         key = conv.key(r)
-        changes += conv.changes(r, key)
+        if key in states:
+            for ch in conv.changes(r, key):
+                batch.add(ch, npart)
+        else:
+            states[key] = conv.state(r)
+            batch.events += 1
         parts.append(conv.part_texts(key))
         toks.append(r.token)
-    batch = coalesce(writer.t.schema, changes)
     return Prepared(batch, writer.render(batch), parts, toks, len(rows))
 
 
