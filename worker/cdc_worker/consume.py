@@ -37,6 +37,7 @@ log = structlog.get_logger("cdc_worker.consume")
 # broker restarting mid-handshake, must not keep the worker unready for ever).
 REFUSAL_TTL = 30.0
 JOIN_GRACE = 15.0
+PAUSED_WATERMARK_EVERY = 5.0  # s between broker queries of a paused partition's high watermark
 REFUSED = {
     KafkaError._AUTHENTICATION: "authentication failed",
     KafkaError.SASL_AUTHENTICATION_FAILED: "authentication failed",
@@ -82,6 +83,8 @@ class Source:
         self.assigned: set[tuple[str, int]] = set()
         self.generation = 0  # bumps on every revoke/loss: a batch from an older one is abandoned
         self.paused: set[tuple[str, int]] = set()
+        self._paused_high: dict[tuple[str, int], int] = {}  # asked of the broker (lag())
+        self._paused_high_at = 0.0
         self._refused: tuple[str, float] | None = None  # why Kafka refuses us, and when
         self._started = time.monotonic()
         self._joined = False  # the group coordinator answered once (an assignment, even empty)
@@ -262,13 +265,27 @@ class Source:
                 log.debug("mirror_commit_failed", error=str(e))
 
     def lag(self) -> dict[tuple[str, int], int]:
+        """Messages behind each assigned partition's high watermark. librdkafka caches the
+        watermark from fetch responses, and a paused partition is not fetched: its cached value
+        stops moving (librdkafka#4996), and a paused pipeline's backlog never showed as lag.
+        For paused partitions the broker is asked, at most every PAUSED_WATERMARK_EVERY s."""
         out: dict[tuple[str, int], int] = {}
+        now = time.monotonic()
+        refresh = now - self._paused_high_at >= PAUSED_WATERMARK_EVERY
+        if refresh:
+            self._paused_high_at = now
+        self._paused_high = {k: v for k, v in self._paused_high.items() if k in self.paused}
         for t, p in self.assigned:
             try:
-                _, high = self.consumer.get_watermark_offsets(
-                    TopicPartition(t, p), timeout=1.0, cached=True
-                )
-                pos = self.consumer.position([TopicPartition(t, p)])[0].offset
+                tp = TopicPartition(t, p)
+                if (t, p) not in self.paused:
+                    _, high = self.consumer.get_watermark_offsets(tp, timeout=1.0, cached=True)
+                elif refresh or (t, p) not in self._paused_high:
+                    _, high = self.consumer.get_watermark_offsets(tp, timeout=1.0, cached=False)
+                    self._paused_high[(t, p)] = high
+                else:
+                    high = self._paused_high[(t, p)]
+                pos = self.consumer.position([tp])[0].offset
             except Exception:  # noqa: S112 - lag is best effort
                 continue
             if high >= 0 and pos >= 0:
