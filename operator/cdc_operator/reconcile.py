@@ -38,7 +38,7 @@ from cdc_operator.appliers.kube import Kube
 from cdc_operator.appliers.tls import redis_url
 from cdc_operator.breakers import BREAKERS, Deferred, Dep, Unavailable
 from cdc_operator.builders import manifests, names
-from cdc_operator.builders.agent import agent_sidecar
+from cdc_operator.builders.agent import agent_sidecar, driver_configmap
 from cdc_operator.builders.conditions import set_condition, summarize
 from cdc_operator.builders.debezium import node_id, properties
 from cdc_operator.builders.worker_config import Table, ca_files, worker_config
@@ -91,6 +91,12 @@ def _agent_image(spec: CdcPipelineSpec) -> str:
     """The agent image beside the worker's: <repository>-agent with the same tag."""
     repo, sep, tag = spec.worker.image.rpartition(":")
     return f"{repo}-agent{sep}{tag}" if sep and "/" not in tag else f"{spec.worker.image}-agent"
+
+
+def _cql_port(spec: CdcPipelineSpec) -> int:
+    """The CQL port of the contact points (the agent reaches its own node on the same port)."""
+    host, sep, port = spec.cassandra.contact_points[0].rpartition(":")
+    return int(port) if sep and host and port.isdigit() else 9042
 
 
 async def _agents(spec: CdcPipelineSpec, tables: list[str]) -> agents_step.AgentsView:
@@ -477,11 +483,21 @@ async def _reconcile(
             files = {f"{node_id(cp)}.properties": properties(name, spec, [t for _, t in trs], cp)
                      for cp in spec.cassandra.contact_points}  # fmt: skip
             # A ready-to-use sidecar for the Cassandra Pods (docs/agent.md), beside the configs.
-            sidecar = agent_sidecar(name, spec.debezium.agent_image or _agent_image(spec),
-                                    port=spec.debezium.agent_status_port or 8090)  # fmt: skip
+            tls = spec.cassandra.tls
+            sidecar = agent_sidecar(
+                name, spec.debezium.agent_image or _agent_image(spec),
+                port=spec.debezium.agent_status_port or 8090, cql_port=_cql_port(spec),
+                kafka_login=spec.kafka.security_protocol.startswith("SASL"),
+                cassandra_login=spec.cassandra.credentials is not None,
+                cassandra_tls=tls is not None,
+            )  # fmt: skip
             files["sidecar.yaml"] = yaml.safe_dump(sidecar.pod_template_patch(), sort_keys=False)
             cm = manifests.connector_configmap(ns, name, owner, files)
             await _apply(kube, st, cm)
+            driver = driver_configmap(ns, name, spec.cassandra.local_datacenter, _cql_port(spec),
+                                      tls.ca_bundle if tls else None,
+                                      cm["metadata"].get("ownerReferences"))  # fmt: skip
+            await _apply(kube, st, driver)
             conds = set_condition(conds, "ConnectorConfigured", True, "Rendered",
                                   f"{len(files)} node configs, {len(trs)} tables", gen)  # fmt: skip
         except ValueError as e:

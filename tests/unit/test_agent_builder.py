@@ -11,6 +11,7 @@ from cdc_operator.builders.agent import (
     agent_sidecar,
     driver_conf,
     driver_configmap,
+    login_secret_name,
 )
 from cdc_operator.builders.debezium import DEFAULTS
 from cdc_operator.builders.names import connector_name
@@ -114,3 +115,31 @@ def test_driver_configmap_points_at_the_node_itself() -> None:
     assert '"127.0.0.1:9142"' in conf
     assert "local-datacenter = dc1" in conf
     assert conf.count("{") == conf.count("}")
+
+
+def test_secure_hops_log_in_from_the_login_secret_and_trust_the_ca(sidecar: Sidecar) -> None:
+    plain = _env(sidecar)
+    assert not [k for k in plain if k.startswith(("KAFKA_", "CASSANDRA_"))]
+    assert "cdc-agent-login" not in {v["name"] for v in sidecar.volumes}
+
+    s = agent_sidecar("shop", "img:1", kafka_login=True, cassandra_login=True, cassandra_tls=True)
+    env = _env(s)
+    assert env["KAFKA_USERNAME_FILE"] == "/etc/cdc-agent/login/kafka-username"
+    assert env["KAFKA_PASSWORD_FILE"] == "/etc/cdc-agent/login/kafka-password"
+    assert env["CASSANDRA_USERNAME_FILE"] == "/etc/cdc-agent/login/cassandra-username"
+    assert env["CASSANDRA_PASSWORD_FILE"] == "/etc/cdc-agent/login/cassandra-password"
+    assert env["CASSANDRA_CA_FILE"] == "/etc/debezium/cassandra-ca.pem"
+    assert not [k for k in env if k.endswith(("_USERNAME", "_PASSWORD"))]  # files only
+    vols = {v["name"]: v for v in s.volumes}
+    assert vols["cdc-agent-login"]["secret"]["secretName"] == login_secret_name("shop")
+    assert _mounts(s)["/etc/cdc-agent/login"] == {
+        "name": "cdc-agent-login", "mountPath": "/etc/cdc-agent/login", "readOnly": True,
+    }  # fmt: skip
+    only_kafka = _env(agent_sidecar("shop", "img:1", kafka_login=True, login_secret="mine"))
+    assert "CASSANDRA_USERNAME_FILE" not in only_kafka
+    assert "KAFKA_USERNAME_FILE" in only_kafka
+
+    pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+    cm = driver_configmap("ns", "shop", "dc1", cassandra_ca=pem)
+    assert cm["data"]["cassandra-ca.pem"] == pem
+    assert "cassandra-ca.pem" not in driver_configmap("ns", "shop", "dc1")["data"]

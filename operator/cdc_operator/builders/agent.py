@@ -28,7 +28,10 @@ from cdc_operator.builders.names import connector_name, labels
 CONTAINER = "cdc-agent"
 CONFIG_VOLUME = "cdc-agent-config"
 TMP_VOLUME = "cdc-agent-tmp"
+LOGIN_VOLUME = "cdc-agent-login"
+LOGIN_DIR = "/etc/cdc-agent/login"
 DRIVER_CONF_KEY = "application.conf"
+CASSANDRA_CA_KEY = "cassandra-ca.pem"
 DEFAULT_JAR = "/opt/debezium/debezium-connector-cassandra-5-jar-with-dependencies.jar"
 
 
@@ -48,19 +51,31 @@ def driver_conf(local_dc: str, cql_port: int = 9042) -> str:
     )
 
 
+def login_secret_name(pipeline: str) -> str:
+    """The Secret the Cassandra cluster's owner creates beside the Cassandra Pods for the agent:
+    keys `kafka-username`/`kafka-password` (its SASL identity, when the pipeline's Kafka uses
+    SASL) and `cassandra-username`/`cassandra-password` (its CQL role, when the pipeline logs in
+    to Cassandra). The operator never copies a login into the Cassandra namespace itself."""
+    return f"{pipeline}-agent-login"[:253]
+
+
 def driver_configmap(
-    namespace: str, pipeline: str, local_dc: str, cql_port: int = 9042
-) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {
-            "name": driver_configmap_name(pipeline),
-            "namespace": namespace,
-            "labels": labels(pipeline, "agent"),
-        },
-        "data": {DRIVER_CONF_KEY: driver_conf(local_dc, cql_port)},
+    namespace: str, pipeline: str, local_dc: str, cql_port: int = 9042,
+    cassandra_ca: str | None = None, owner: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """The driver's config and, when the pipeline reaches Cassandra over TLS, the CA that signed
+    the nodes' certificates (public: a ConfigMap, not a Secret)."""
+    data = {DRIVER_CONF_KEY: driver_conf(local_dc, cql_port)}
+    if cassandra_ca:
+        data[CASSANDRA_CA_KEY] = cassandra_ca
+    meta: dict[str, Any] = {
+        "name": driver_configmap_name(pipeline),
+        "namespace": namespace,
+        "labels": labels(pipeline, "agent"),
     }
+    if owner:
+        meta["ownerReferences"] = owner
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": data}
 
 
 @dataclass(frozen=True)
@@ -88,12 +103,20 @@ def agent_sidecar(
     run_as: int = 999,
     resources: dict[str, Any] | None = None,
     stall_after_seconds: int = 120,
+    kafka_login: bool = False,
+    cassandra_login: bool = False,
+    cassandra_tls: bool = False,
+    login_secret: str | None = None,
 ) -> Sidecar:
     """The sidecar running `cdc-agent` for `pipeline` from `image` (JRE + connector jar).
 
     `config_file` names this node's file in the connector ConfigMap; Kubernetes expands
     `$(POD_NAME)` per Pod, so it must match the operator's node ids (docs/agent.md).
     `run_as` must be the uid Cassandra runs as: the agent deletes segments from cdc_raw.
+    `kafka_login`/`cassandra_login`: the agent logs in to Kafka (SASL) / Cassandra with the
+    files of `login_secret` (default `login_secret_name`), mounted read-only and named by
+    `*_FILE` variables, never copied into an environment value; `cassandra_tls`: the CA from
+    the driver ConfigMap verifies the node's certificate.
     """
     env = [
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
@@ -104,6 +127,22 @@ def agent_sidecar(
         {"name": "CDC_AGENT_CASSANDRA", "value": f"127.0.0.1:{cql_port}"},
         {"name": "CDC_AGENT_PORT", "value": str(port)},
         {"name": "CDC_AGENT_STALL_AFTER_SECONDS", "value": str(stall_after_seconds)},
+    ]
+    if cassandra_tls:
+        env.append({"name": "CASSANDRA_CA_FILE", "value": f"/etc/debezium/{CASSANDRA_CA_KEY}"})
+    for hop, wanted in (("KAFKA", kafka_login), ("CASSANDRA", cassandra_login)):
+        if wanted:
+            key = hop.lower()
+            env += [
+                {"name": f"{hop}_USERNAME_FILE", "value": f"{LOGIN_DIR}/{key}-username"},
+                {"name": f"{hop}_PASSWORD_FILE", "value": f"{LOGIN_DIR}/{key}-password"},
+            ]
+    mounts: list[dict[str, Any]] = [
+        {"name": CONFIG_VOLUME, "mountPath": "/etc/debezium", "readOnly": True},
+        {"name": cassandra_config_volume, "mountPath": "/etc/cassandra", "readOnly": True},
+        {"name": data_volume, "mountPath": "/var/lib/cassandra"},
+        {"name": data_volume, "mountPath": "/var/lib/debezium", "subPath": "debezium"},
+        {"name": TMP_VOLUME, "mountPath": "/tmp"},  # noqa: S108 - a private emptyDir
     ]
     container = {
         "name": CONTAINER,
@@ -127,13 +166,7 @@ def agent_sidecar(
             "readOnlyRootFilesystem": True,
             "capabilities": {"drop": ["ALL"]},
         },
-        "volumeMounts": [
-            {"name": CONFIG_VOLUME, "mountPath": "/etc/debezium", "readOnly": True},
-            {"name": cassandra_config_volume, "mountPath": "/etc/cassandra", "readOnly": True},
-            {"name": data_volume, "mountPath": "/var/lib/cassandra"},
-            {"name": data_volume, "mountPath": "/var/lib/debezium", "subPath": "debezium"},
-            {"name": TMP_VOLUME, "mountPath": "/tmp"},  # noqa: S108 - a private emptyDir
-        ],
+        "volumeMounts": mounts,
     }
     volumes = [
         {
@@ -147,4 +180,9 @@ def agent_sidecar(
         },
         {"name": TMP_VOLUME, "emptyDir": {"sizeLimit": "256Mi"}},
     ]
+    if kafka_login or cassandra_login:
+        secret = login_secret or login_secret_name(pipeline)
+        volumes.append({"name": LOGIN_VOLUME, "secret": {"secretName": secret,
+                                                         "defaultMode": 0o440}})  # fmt: skip
+        mounts.append({"name": LOGIN_VOLUME, "mountPath": LOGIN_DIR, "readOnly": True})
     return Sidecar(container=container, volumes=volumes)
