@@ -228,7 +228,10 @@ class Pipeline:
 
     def stop(self) -> None:
         for w in self.workers:
-            w.stop()
+            try:
+                w.stop()
+            except subprocess.TimeoutExpired:  # no clean stop within 30 s on a starved machine
+                w.kill()
 
     # -- the proof ---------------------------------------------------------------------------
     def pg_dsn(self) -> str:
