@@ -199,7 +199,11 @@ def test_pipeline_lifecycle(cluster: Cluster, ns: str, env: dict[str, str], tmp_
                  == 2, 60, "convergence after restart")  # fmt: skip
         cms = cluster.run("get", "configmaps", "-n", ns, "-l", "casscdc.io/pipeline=shop",
                           "-o", "name").stdout.split()  # fmt: skip
-        assert sorted(cms) == ["configmap/shop-debezium", "configmap/shop-worker"]
+        assert sorted(cms) == [
+            "configmap/shop-agent-driver", "configmap/shop-debezium", "configmap/shop-worker",
+        ]  # fmt: skip
+        driver = cluster.get("configmap", "shop-agent-driver", ns) or {}
+        assert "127.0.0.1:" in driver["data"]["application.conf"]  # the sidecar's own node
 
         # OpenBao down: SecretsReady=False, the last Secret kept.
         subprocess.run([str(REPO / "hack/stack"), "down", "vault"], check=True)
