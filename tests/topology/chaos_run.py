@@ -204,7 +204,11 @@ def run(
             return progress.value > 0 and any(m.visible for m in markers.snapshot())
 
         wait_for(flowing, 600, "the load running and a marker visible in PostgreSQL")
-        log(f"pipeline flowing after {time.time() - load_t0:.0f} s; warm-up {warmup:.0f} s")
+        log(f"pipeline flowing after {time.time() - load_t0:.0f} s; catching up")
+        # The load ran while workers started: measure the steady state only once no marker
+        # is older than 5 s and still unseen (else it measures the start-up backlog).
+        wait_for(lambda: _caught_up(markers, 5.0), 900, "the workers catching up with the load")
+        log(f"caught up after {time.time() - load_t0:.0f} s; warm-up {warmup:.0f} s")
         time.sleep(warmup)
         steady_t1 = time.time()
         steady = _steady(markers.snapshot(), steady_t1 - warmup * 2 / 3, steady_t1)
@@ -262,6 +266,9 @@ def run(
         load_summary = _load_summary(rec_load, load_t0, load_t1)
         load_summary["marker_writes_failed"] = markers.failed_writes
         load_summary["markers"] = len(all_markers)
+        # every marker (seq, acked, visible) for analysis after the run
+        load_summary["marker_log"] = [(m.seq, round(m.acked, 3), m.visible and round(m.visible, 3))
+                                      for m in all_markers]  # fmt: skip
         note = "" if alerts is not None else "Prometheus not wired in this run"
         if sum(c.differences for c in comparisons) == 0 and not dead:
             pipeline.drop(session)  # kept for inspection otherwise
