@@ -143,7 +143,8 @@ def main() -> int:
         result = run(env, Path(tmp), plan(kills, settle),
                      rate=float(os.environ.get("CHAOS_RATE", "600")),
                      warmup=float(os.environ.get("CHAOS_WARMUP", "60")), alerts=alerts,
-                     operator=os.environ.get("CHAOS_OPERATOR", "1") == "1")  # fmt: skip
+                     operator=os.environ.get("CHAOS_OPERATOR", "1") == "1",
+                     catch_up=float(os.environ.get("CHAOS_CATCH_UP", "240")))  # fmt: skip
     print()
     print(report(result))
     doc = {"bench": "chaos", "started": started, "minutes": round((time.time() - started) / 60, 1),

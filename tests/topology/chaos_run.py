@@ -164,6 +164,7 @@ def run(
     drain_timeout: float = 600.0,
     alerts: Any = None,
     operator: bool = False,
+    catch_up: float = 240.0,
     log: Callable[[str], None] = print,
 ) -> Result:
     """Set up, load, fault, drain, compare. `alerts`, when given, is an object with
@@ -223,7 +224,7 @@ def run(
             injected.append(inj)
             log(f"  {inj.fault}: back after {inj.restored or 0:.1f} s; settling")
             time.sleep(step.settle)
-            deadline = time.monotonic() + 240
+            deadline = time.monotonic() + catch_up
             while not _caught_up(markers, threshold) and time.monotonic() < deadline:
                 time.sleep(1)
         loads["faults"] = loadavg()
