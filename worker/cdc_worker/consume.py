@@ -75,6 +75,10 @@ class Source:
                 "session.timeout.ms": 10_000,
                 "heartbeat.interval.ms": 2_000,
                 "fetch.max.bytes": 64 * 1024 * 1024,
+                # librdkafka's prefetch queue (64 MiB by default) was a quarter of the worker's
+                # peak RSS; 16 MiB still holds over a batch of 10,000 ~1 KB messages
+                # (docs/benchmarks.md: 50 columns 320 -> 258 MiB, 10 columns 228 -> 166 MiB).
+                "queued.max.messages.kbytes": 16 * 1024,
                 "error_cb": self._on_error,
             }
         )
