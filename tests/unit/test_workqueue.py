@@ -314,3 +314,21 @@ def test_an_error_that_is_not_an_outage_leaves_the_breaker_closed() -> None:
         assert not b.probing(KAFKA)
 
     run(main())
+
+
+def test_status_passes_go_before_queued_full_passes() -> None:
+    async def main() -> None:
+        rec = Recorder()
+        q: WorkQueue[Key] = WorkQueue(rec, workers=1)
+        fulls = [("ns", f"f{i}") for i in range(5)]
+        for k in fulls:
+            q.add(k, Mode.FULL)
+        q.add(K1, Mode.STATUS)
+        q.add(K2, Mode.STATUS)
+        q.add(K2, Mode.FULL)  # upgraded while queued: keeps its place, runs as FULL
+        q.start()
+        await settle(q)
+        await q.stop()
+        assert rec.calls == [(K1, Mode.STATUS), (K2, Mode.FULL), *((k, Mode.FULL) for k in fulls)]
+
+    run(main())
