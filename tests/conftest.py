@@ -8,12 +8,14 @@ fails the test; nothing is skipped or faked.
 
 from __future__ import annotations
 
+import logging
 import shlex
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 
 REPO = Path(__file__).resolve().parents[1]
 STACK = REPO / "hack" / "stack"
@@ -65,3 +67,17 @@ def vault_env(stack: Callable[..., dict[str, str]]) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def kafka_bootstrap(stack: Callable[..., dict[str, str]]) -> str:
     return stack("kafka")["KAFKA_BOOTSTRAP_SERVERS"]
+
+
+@pytest.fixture(autouse=True)
+def _logging_restored() -> Iterator[None]:
+    """A test that sets up the worker's logging in-process (`cli.main`, `setup_logging`) binds
+    structlog and the root handler to that test's captured stderr, which pytest closes after
+    it: every later in-process worker would then fail on a closed file."""
+    config = structlog.get_config()
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    structlog.configure(**config)
+    root.handlers[:] = handlers
+    root.setLevel(level)
