@@ -13,6 +13,8 @@ after `injected`) and notes. Whether the pipeline kept up is read afterwards fro
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -21,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tests.support.worker_proc import wait_for
-from tests.topology.chaos_rig import Pipeline, recorded_pid, sigkill, stack
+from tests.topology.chaos_rig import REPO, Pipeline, recorded_pid, sigkill, stack
 
 
 @dataclass
@@ -80,9 +82,20 @@ def kill_cassandra(p: Pipeline, node: int = 3, down_for: float = 15.0) -> Inject
     out = Injected(f"Cassandra node {node} SIGKILL + restart", "cassandra", time.time())
     sigkill(pid)
     time.sleep(down_for)
-    stack("up", "cassandra")
+    try:
+        stack("up", "cassandra")
+        out.notes.append(f"down {down_for:.0f} s, restarted by `hack/stack up cassandra`")
+    except subprocess.CalledProcessError:
+        # The stack's ring keeps system_auth at RF 1: when the roles live on the dead node,
+        # `up` cannot log in on node 1 and stops before restarting the others. Start the
+        # member itself through the stack's own class (same command, PID file, health check).
+        code = f"from stackctl.cassandra_ring import CassandraNode; CassandraNode({node}).up()"
+        subprocess.run([sys.executable, "-c", code], cwd=REPO / "hack", check=True, timeout=600)
+        out.notes.append(
+            f"down {down_for:.0f} s; `hack/stack up cassandra` failed (system_auth "
+            "RF 1, roles on the dead node): started by CassandraNode.up()"
+        )
     out.restored = time.time() - out.injected
-    out.notes.append(f"down {down_for:.0f} s, restarted by `hack/stack up cassandra`")
     return out
 
 
