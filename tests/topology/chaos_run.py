@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from cassandra import ConsistencyLevel
+from confluent_kafka import KafkaException
 
 from tests.support.worker_proc import wait_for
 from tests.topology import chaos_faults as faults
@@ -82,6 +83,15 @@ class Result:
         d = asdict(self)
         d["differences"] = self.differences()
         return d
+
+
+def _retry(f: Callable[[], Any], tries: int = 20) -> Any:
+    for _ in range(tries - 1):
+        try:
+            return f()
+        except KafkaException:
+            time.sleep(3)
+    return f()
 
 
 def loadavg() -> list[float]:
@@ -261,7 +271,7 @@ def run(
             comparisons = converge(all_session, pipeline, timeout=300)
         finally:
             all_cluster.shutdown()
-        dead = pipeline.dead_letters()
+        dead = _retry(pipeline.dead_letters)  # leadership may still move after a broker kill
         loads["end"] = loadavg()
         rec_load = LoadRecord.read(str(tmp))
         load_summary = _load_summary(rec_load, load_t0, load_t1)
