@@ -2,7 +2,7 @@
 
 `prepare_rows` builds each Cassandra row's state without making `Change`s and coalescing them
 (the per-row Python cost of a backfill); it must come out exactly as `coalesce` of
-`RowConverter.changes`, the path repair and the stream use: cells with their own write times
+`row_changes`, the path repair uses: cells with their own write times
 and expiries, null and missing cells left out, a row without a live cell kept by a marker at
 the read time, and a key seen twice merged by Cassandra's rules.
 """
@@ -54,7 +54,7 @@ def test_direct_states_equal_coalesced_changes() -> None:
         rows = _rows(rng, 40)
         rows += rows[: rng.randint(0, 3)]  # a key met twice goes through Coalesced.add
         got = R.prepare_rows(conv, writer, rows)
-        changes = [ch for r in rows for ch in conv.changes(r, conv.key(r))]
+        changes = [ch for r in rows for ch in R.row_changes(schema, r, R.row_key(schema, r))]
         want = coalesce(schema, changes)
         assert got.batch.rows == want.rows
         assert got.rendered == writer.render(want)

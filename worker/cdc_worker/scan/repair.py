@@ -82,24 +82,13 @@ class RowConverter:
         return tuple([f(v) for f, v in zip(self.key_fns, r.key, strict=True)])
 
     def changes(self, r: ScanRow, key: Key) -> list[Change]:
-        by_ts: dict[int, dict[str, tuple[str | None, int | None]]] = {}
-        cells = r.cells
-        for name, fn in self.val_fns:
-            cell = cells.get(name)
-            if cell is None:
-                continue
-            value, wt, exp = cell
-            if value is None or wt is None:
-                continue
-            text = fn(value)
-            if text is not None:
-                got = by_ts.get(wt)
-                if got is None:
-                    by_ts[wt] = {name: (text, exp)}
-                else:
-                    got[name] = (text, exp)
-        if not by_ts:
+        """`row_changes`, from `state`: one WRITE per distinct write time."""
+        st = self.state(r)
+        if not st.cells:
             return [Change(Kind.WRITE, r.read_us, key, {}, True, None)]
+        by_ts: dict[int, dict[str, tuple[str | None, int | None]]] = {}
+        for name, (wt, text, exp) in st.cells.items():
+            by_ts.setdefault(wt, {})[name] = (text, exp)
         return [Change(Kind.WRITE, ts, key, cells, False, None) for ts, cells in by_ts.items()]
 
     def state(self, r: ScanRow) -> RowState:
