@@ -81,11 +81,16 @@ class Relay:
 
     def close(self) -> None:
         """Refuse new connections and cut the open ones, as a stopped PostgreSQL does."""
-        if self._server is not None:
-            self._server.close()
-            self._server = None
         with self._lock:
+            server, self._server = self._server, None
             conns, self._conns = self._conns, []
+        if server is not None:
+            # close() alone does not wake a thread blocked in accept() on Linux: the socket
+            # kept listening and let the worker's next connection through, so the circuit
+            # was open for half a second instead of until the relay reopened.
+            with contextlib.suppress(OSError):
+                server.shutdown(socket.SHUT_RDWR)
+            server.close()
         for c in conns:
             with contextlib.suppress(OSError):
                 c.shutdown(socket.SHUT_RDWR)
@@ -104,6 +109,10 @@ class Relay:
                 continue
             upstream.settimeout(None)
             with self._lock:
+                if self._server is not server:  # closed while this one was being accepted
+                    client.close()
+                    upstream.close()
+                    return
                 self._conns += [client, upstream]
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
