@@ -27,6 +27,7 @@ from cdc_worker.decode import Bound
 from cdc_worker.ranges import covers
 from cdc_worker.target import DeleteMode, Target, qi
 from cdc_worker.tiebreak import canonical_sql, serialize
+from cdc_worker.write_new import insert_new_sql
 
 _ESC = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
@@ -70,6 +71,7 @@ class WriteResult:
     rows: int
     live: int
     dead: int
+    new: int = 0  # of `rows`, inserted directly (write_new.py) rather than merged
 
 
 class TableWriter:
@@ -179,6 +181,7 @@ class TableWriter:
         )
         self.merge = self._merge_sql()
         self._merge_token: str | None = None
+        self._new_sql: dict[bool, str] = {}
         self.ties = self._ties_sql()
         self.sweep_sql = self._sweep_sql()
 
@@ -461,11 +464,14 @@ class TableWriter:
         rendered: str | None = None,
         reread: frozenset[str] = frozenset(),
         tokens: Callable[[psycopg.Cursor[tuple[object, ...]]], None] | None = None,
+        new_first: bool = False,
     ) -> WriteResult:
         """Merge `batch`; the cells it holds of the `reread` columns replace the stored ones
         whatever their times (reread.py: they were read from Cassandra after what is stored).
         `tokens`: fills the staged rows' `_cdc_token` (the scanner's backfill), which the merge
-        then stores with the rows; the target table must have that column."""
+        then stores with the rows; the target table must have that column. `new_first`: rows
+        PostgreSQL has never seen are inserted directly first (write_new.py), the merge runs
+        only on the rest; worth it where most rows are new (a backfill)."""
         payload = self.render(batch) if rendered is None else rendered
         with cur.copy(self.copy_stage) as cp:
             if payload:
@@ -491,6 +497,11 @@ class TableWriter:
             self._batch_ranges(cur, batch.range_dels)
         cur.execute(self.apply_ptomb)
         self._stored_ranges(cur)
+        inserted = 0
+        if new_first:
+            inserted = self._insert_new(cur, now_us, token=tokens is not None)
+            if inserted == len(batch.rows) and not batch.partition_dels and not batch.range_dels:
+                return WriteResult(inserted, inserted, 0, inserted)  # the staging table is empty
         cur.execute(merge, {"now": now_us})
         res = cur.fetchone()
         assert res is not None
@@ -498,8 +509,16 @@ class TableWriter:
             cur.execute(merge, {"now": now_us})  # idempotent; now with the ties decided
             res = cur.fetchone()
             assert res is not None
-        total, live = int(str(res[0])), int(str(res[1]))
-        return WriteResult(total, live, total - live)
+        total, live = int(str(res[0])) + inserted, int(str(res[1])) + inserted
+        return WriteResult(total, live, total - live, inserted)
+
+    def _insert_new(self, cur: psycopg.Cursor[tuple[object, ...]], now_us: int, token: bool) -> int:
+        sql = self._new_sql.get(token)
+        if sql is None:
+            sql = self._new_sql[token] = insert_new_sql(self, token)
+        cur.execute(sql, {"now": now_us})
+        row = cur.fetchone()
+        return int(str(row[0])) if row is not None else 0
 
     def _forget_sql(self, columns: frozenset[str]) -> list[str]:
         """Drop the stored write time of `columns` where the batch stages a cell of them, so

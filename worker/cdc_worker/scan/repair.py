@@ -173,7 +173,7 @@ def write_prepared(
             def tokens(c: Cursor) -> None:
                 pg.stage_tokens(c, writer.stage, p.parts, p.toks)
 
-            writer.write(cur, p.batch, now_us, p.rendered, tokens=tokens)
+            writer.write(cur, p.batch, now_us, p.rendered, tokens=tokens, new_first=True)
         t1 = time.perf_counter()
         if also is not None:
             also(cur)

@@ -1,0 +1,88 @@
+"""The insert-only path for staged rows PostgreSQL has never seen (the scanner's backfill).
+
+A backfill into an empty table stages rows whose keys are in neither the table nor its
+`_cdc_dead_*` table and that no tombstone shadows. For such a row the merge (write.py) has
+nothing to compare: every cell of the staged row wins, and its result is a function of the
+staged row alone. This module computes that result directly, in one `INSERT ... SELECT` with
+two anti-joins, and removes the rows it inserted from the staging table; the merge then runs
+on what is left (nothing, in a backfill of new rows), so its joins and four materialized
+stages are paid only where there is something to merge.
+
+The expressions are the merge's own with the stored side absent: `_cdcdel` is NULL (the
+staged `_cdc_del_ts` is NULL, which the caller has already raised for partition and range
+tombstones: write.py's `apply_ptomb` and `_stored_ranges`), so `COALESCE(_cdcdel, -1)` is -1;
+`_cdcw` is "the staged cell has a write time". A row none of whose cells or marker is live
+(everything expired at `now`) is left to the merge, which moves it to the dead table or marks
+it deleted. tests/integration/test_write_new.py holds the two paths equal on random rows.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from cdc_worker.target import DeleteMode, qi
+
+if TYPE_CHECKING:
+    from cdc_worker.write import TableWriter
+
+
+def insert_new_sql(w: TableWriter, token: bool) -> str:
+    """Insert the staged rows that are new and alive, delete them from the staging table, and
+    return how many: `SELECT count(*)` of the deleted rows (one row, one column)."""
+    t, vals = w.t, w.vals
+    K = [qi(c.target) for c in w.keys]
+    size = max([w.attnums[c.target] for c in vals], default=0)
+    pos = {w.attnums[c.target]: i for i, c in enumerate(vals)}
+
+    def arr(expr: str) -> str:
+        items = [
+            expr.format(i=pos[p] + 1) if p in pos else "NULL::bigint" for p in range(1, size + 1)
+        ]
+        return f"ARRAY[{', '.join(items)}]::bigint[]" if items else "NULL::bigint[]"
+
+    live = [
+        f"COALESCE(s._cdc_ts[{i + 1}] > -1 AND s.{qi(c.target)} IS NOT NULL "
+        f"AND (s._cdc_exp[{i + 1}] IS NULL OR s._cdc_exp[{i + 1}] > %(now)s), false)"
+        for i, c in enumerate(vals)
+    ]
+    live_m = (
+        "COALESCE(s._cdc_marker_ts > -1 AND "
+        "(s._cdc_marker_exp IS NULL OR s._cdc_marker_exp > %(now)s), false)"
+    )
+    alive = " OR ".join([*live, live_m])
+    cols = [*K, *(qi(c.target) for c in vals)]
+    sel = [f"s.{k}" for k in K]
+    sel += [
+        f"CASE WHEN {lv} THEN s.{qi(c.target)}::{c.pg_type} END"
+        for lv, c in zip(live, vals, strict=True)
+    ]
+    meta = ["_cdc_ts", "_cdc_exp", "_cdc_marker_ts", "_cdc_marker_exp", "_cdc_del_ts"]
+    sel += [
+        arr("CASE WHEN s._cdc_ts[{i}] > -1 THEN s._cdc_ts[{i}] END"),
+        arr("CASE WHEN s._cdc_ts[{i}] > -1 THEN s._cdc_exp[{i}] END"),
+        "CASE WHEN s._cdc_marker_ts > -1 THEN s._cdc_marker_ts END",
+        "CASE WHEN s._cdc_marker_ts > -1 THEN s._cdc_marker_exp END",
+        "NULL::bigint",
+    ]
+    exps = [f"CASE WHEN {lv} THEN s._cdc_exp[{i + 1}] END" for i, lv in enumerate(live)]
+    sel.append(
+        "LEAST(" + ", ".join([*exps, f"CASE WHEN {live_m} THEN s._cdc_marker_exp END"]) + ")"
+    )
+    sel.append("now()")
+    names = [*cols, *meta, "_cdc_next_exp", "_cdc_updated_at"]
+    if token:
+        names.append("_cdc_token")
+        sel.append("s._cdc_token")
+    jk = " AND ".join(f"m.{k} = s.{k}" for k in K)
+    absent = f"NOT EXISTS (SELECT 1 FROM {t.fq} m WHERE {jk})"
+    if t.delete_mode is DeleteMode.HARD:
+        absent += f" AND NOT EXISTS (SELECT 1 FROM {t.dead} m WHERE {jk})"
+    klist = ", ".join(K)
+    back = " AND ".join(f"s.{k} = i.{k}" for k in K)
+    return (
+        f"WITH i AS (INSERT INTO {t.fq} ({', '.join(names)}) SELECT {', '.join(sel)} "
+        f"FROM {w.stage} s WHERE s._cdc_del_ts IS NULL AND ({alive}) AND {absent} "
+        f"ON CONFLICT ({klist}) DO NOTHING RETURNING {klist}), "
+        f"d AS (DELETE FROM {w.stage} s USING i WHERE {back} RETURNING 1) "
+        "SELECT count(*) FROM d"
+    )
