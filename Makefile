@@ -89,8 +89,10 @@ audit: install ## bandit over the shipped code; pip-audit over uv.lock (needs Py
 	$(VENV)/bin/pip-audit --no-deps --disable-pip --progress-spinner off \
 	  -r build/audit-requirements.txt
 
-test: deps lint audit stack-up ## install everything, start the stack, run the whole suite
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+# hack/test-suite starts the stack itself, builds Kubernetes/Prometheus/the image in the
+# background while the tests that need none of them run, then runs the rest (see its header).
+test: deps lint audit ## install everything, start the stack, run the whole suite
+	hack/test-suite $(PYTEST_ARGS)
 
 demo: deps install ## the main job: the product end to end on the local stack (see README)
 	$(VENV)/bin/python hack/demo/run.py $(DEMO_ARGS)

@@ -13,6 +13,7 @@ REPO="$(cd "$HERE/../.." && pwd)"
 source "$HERE/common.sh"
 need_buildah
 cd "$REPO"
+image_lock
 
 [[ -f build/wheelhouse/requirements.txt ]] || die "no build/wheelhouse: run \`make wheelhouse\`"
 IMAGE_REPO="${IMAGE_REPO:-localhost/cass-cdc-pg}"

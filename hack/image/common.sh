@@ -23,3 +23,11 @@ need_buildah() {
   "$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/hack/stack" deps >&2 \
     || die "the Debian packages the image needs are missing (see hack/stack doctor)"
 }
+
+# image_lock: one wheelhouse or image build at a time per checkout (the test suite builds the
+# image in the background while tests that need it may ask for it too); held until exit.
+image_lock() {
+  mkdir -p "$REPO/build"
+  exec 8>"$REPO/build/.image.lock"
+  flock 8
+}

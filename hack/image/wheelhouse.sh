@@ -16,6 +16,7 @@ source "$HERE/common.sh"
 : "${UV:?set UV to the uv binary}" "${PIP_PYTHON:?set PIP_PYTHON to a Python 3.11 with pip}"
 OUT="$REPO/build/wheelhouse"
 cd "$REPO"
+image_lock
 
 "$PIP_PYTHON" -c 'import sys; assert sys.version_info[:2] == (3, 11) and sys.implementation.name == "cpython"' \
   || die "$PIP_PYTHON is not CPython 3.11: the wheels must match the image's Python"

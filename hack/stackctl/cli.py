@@ -4,18 +4,25 @@ Components are started in dependency order and stopped in reverse; every
 command acts on all components unless some are named. `up X` also starts what X
 requires; `down X` stops X and whatever requires X, never X's dependencies (so
 `down debezium` leaves the shared Kafka running).
+
+`up`, `down` and `restart` hold the stack's lock (`<state>/stack.lock`) for their whole run:
+the test suite runs its files in parallel (hack/test-suite), and two `up debezium` at once
+would otherwise both find it stopped and start two agents.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import shlex
 import subprocess
 import sys
+from collections.abc import Iterator
 
-from . import deps, tls, tools
+from . import deps, ports, tls, tools
 from .cassandra_ring import Cassandra
-from .core import Component, StackError, log
+from .core import STATE, Component, StackError, log
 from .debezium_ring import DebeziumRing
 from .k8s import BUILD as K8S_BUILD
 from .k8s import K8s
@@ -81,6 +88,38 @@ def _prebuild_k8s() -> subprocess.Popen[bytes] | None:
     return subprocess.Popen(["bash", str(K8S_BUILD), "--quiet"], stdout=subprocess.DEVNULL)
 
 
+def _change(cmd: str, names: list[str]) -> None:
+    ports.reserve()
+    if cmd == "up":
+        todo = _ordered(names or list(DEFAULT_UP))
+        early = _prebuild_k8s() if any(c.name == "k8s" for c in todo) else None
+        try:
+            for c in todo:
+                log(f"{c.name}: {c.up()}")
+        finally:
+            if early is not None and early.poll() is None:
+                early.wait()
+    elif cmd == "down":
+        # Stops the named components and what depends on them, never their dependencies.
+        _down(names or list(COMPONENTS))
+    else:
+        _down(names)
+        for c in _ordered(names):
+            log(f"{c.name}: {c.up()}")
+
+
+@contextlib.contextmanager
+def _locked() -> Iterator[None]:
+    STATE.mkdir(parents=True, exist_ok=True)
+    with open(STATE / "stack.lock", "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log("another hack/stack up/down/restart holds the stack's lock; waiting")
+            fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="hack/stack", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -106,22 +145,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.cmd in ("up", "restart", "versions"):
             deps.install()
-        if args.cmd == "up":
-            todo = _ordered(args.components or list(DEFAULT_UP))
-            early = _prebuild_k8s() if any(c.name == "k8s" for c in todo) else None
-            try:
-                for c in todo:
-                    log(f"{c.name}: {c.up()}")
-            finally:
-                if early is not None and early.poll() is None:
-                    early.wait()
-        elif args.cmd == "down":
-            # Stops the named components and what depends on them, never their dependencies.
-            _down(args.components or list(COMPONENTS))
-        elif args.cmd == "restart":
-            _down(args.components)
-            for c in _ordered(args.components):
-                log(f"{c.name}: {c.up()}")
+        if args.cmd in ("up", "down", "restart"):
+            with _locked():
+                _change(args.cmd, args.components)
         elif args.cmd == "status":
             for c in _ordered(args.components or list(COMPONENTS)):
                 pid = c.proc.pid()

@@ -28,7 +28,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support import cassandra as stack_cassandra
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900), pytest.mark.exclusive]
 
 RUN = uuid.uuid4().hex[:6]
 KS = f"cdcagent_{RUN}"

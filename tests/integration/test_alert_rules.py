@@ -25,7 +25,7 @@ import yaml
 from tests.unit.test_monitoring import TARGET_LABELS, labels_by_metric, metric_names
 
 # A cold promtool build runs inside the first test's fixture setup.
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800), pytest.mark.k8s]
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "cass-cdc-pg"

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.k8s]
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "cass-cdc-pg"
 SNAPSHOTS = ROOT / "tests" / "snapshots" / "chart"

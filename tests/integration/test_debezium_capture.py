@@ -36,7 +36,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from tests.conftest import REPO, STACK
 from tests.support import cassandra as stack_cassandra
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.exclusive]
 
 FIXTURES = REPO / "tests" / "fixtures" / "debezium"
 CAPTURE = os.environ.get("CDC_CAPTURE_FIXTURES") == "1"

@@ -22,7 +22,7 @@ from tests.conftest import REPO
 
 # A cold `hack/stack up k8s` compiles Kubernetes from source (~10 minutes, once per version);
 # the tests themselves bound every command with their own timeouts.
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(3600)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(3600), pytest.mark.k8s]
 
 GROUP = "stacktest.casscdc.io"
 

@@ -29,7 +29,7 @@ from tests.support.worker_proc import create_topics, free_port, wait_for
 
 # A cold `make image` debootstraps the base and installs the wheelhouse (~2 minutes); a cold
 # `hack/stack up k8s` compiles Kubernetes (~10 minutes).
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(3600)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(3600), pytest.mark.k8s]
 
 IMAGE = "localhost/cass-cdc-pg:dev"
 

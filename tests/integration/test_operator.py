@@ -24,7 +24,7 @@ from confluent_kafka.admin import AdminClient
 from tests.support.kube import Cluster, Operator, drop_finalizers
 from tests.support.worker_proc import wait_for
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.k8s]
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -102,6 +102,7 @@ def test_invalid_objects_are_rejected_naming_the_field(cluster: Cluster, ns: str
     assert "partitions can only grow" in res.stderr
 
 
+@pytest.mark.exclusive  # stops a shared stack service
 def test_pipeline_lifecycle(cluster: Cluster, ns: str, env: dict[str, str], tmp_path: Path) -> None:
     vault = _vault(env)
     vault.secrets.kv.v2.create_or_update_secret(

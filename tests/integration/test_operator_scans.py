@@ -25,7 +25,7 @@ from tests.support.kube import Cluster as Kube
 from tests.support.kube import Operator, drop_finalizers
 from tests.support.worker_proc import wait_for
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.k8s]
 REPO = Path(__file__).resolve().parents[2]
 ROWS = 120
 

@@ -19,7 +19,7 @@ from tests.integration.test_operator import _secret, cond, table
 from tests.support.kube import Cluster, Operator, drop_finalizers
 from tests.support.worker_proc import wait_for
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.k8s]
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from tests.support.kube import Cluster as Kube
 from tests.support.kube import Operator, drop_finalizers
 from tests.support.worker_proc import wait_for
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.k8s]
 
 
 @pytest.fixture

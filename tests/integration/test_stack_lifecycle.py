@@ -14,7 +14,7 @@ import redis
 
 from tests.conftest import STACK
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.exclusive]
 
 
 def _pid(component: str) -> int | None:

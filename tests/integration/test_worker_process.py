@@ -271,6 +271,7 @@ def _offsets(pg: psycopg.Connection[Any], name: str) -> int:
         return 0
 
 
+@pytest.mark.exclusive  # stops a shared stack service
 def test_outages_are_retried_not_dead_lettered_and_redis_is_optional(
     env: dict[str, str], pg: psycopg.Connection[Any], tmp_path: Path
 ) -> None:

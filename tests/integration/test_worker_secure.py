@@ -23,7 +23,7 @@ from tests.support.worker_proc import (
     wait_for,
 )
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.k8s]
 REPO = Path(__file__).resolve().parents[2]
 SCHEMA = {"partitionKey": ["p"], "columns": {"p": "int", "a": "int"}}
 

@@ -29,7 +29,7 @@ from cdc_worker.target import DeleteMode, Target
 from tests.support.apply import apply_batch
 from tests.support.events import cell, envelope
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.exclusive]
 
 RATE = 22_000  # rows expiring per second
 SECONDS = 4

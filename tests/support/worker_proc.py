@@ -20,10 +20,39 @@ from confluent_kafka.admin import AdminClient, NewTopic
 REPO = Path(__file__).resolve().parents[2]
 
 
+_PER_WORKER = 1500
+_next: list[int] = []
+
+
+def _band() -> tuple[int, int]:
+    """This process's ports: below the kernel's ephemeral range, one band per xdist worker."""
+    try:
+        eph = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        eph = 32768
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    lo = eph - 8 * _PER_WORKER + (int(worker) % 8 if worker.isdigit() else 0) * _PER_WORKER
+    return lo, lo + _PER_WORKER
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port nothing listens on, that no other test process is handed and that the kernel
+    never gives an outgoing connection. A port from `bind(0)` is one of the ephemeral range:
+    with the suite's files running in parallel, another process's client connection took it
+    before the worker bound it ("Address already in use"), or another test was handed it too."""
+    lo, hi = _band()
+    if not _next:
+        _next.append(lo + uuid.uuid4().int % _PER_WORKER)
+    for _ in range(_PER_WORKER):
+        port = _next[0]
+        _next[0] = lo + (port + 1 - lo) % _PER_WORKER
+        with socket.socket() as s:
+            try:
+                s.bind(("0.0.0.0", port))  # noqa: S104  (free on every address)
+            except OSError:
+                continue
+        return port
+    raise RuntimeError(f"no free port in {lo}-{hi}")
 
 
 def create_topics(bootstrap: str, *topics: str, partitions: int = 3) -> None:
