@@ -89,9 +89,9 @@ audit: install ## bandit over the shipped code; pip-audit over uv.lock (needs Py
 	$(VENV)/bin/pip-audit --no-deps --disable-pip --progress-spinner off \
 	  -r build/audit-requirements.txt
 
-# hack/test-suite starts the stack itself, builds Kubernetes/Prometheus/the image in the
-# background while the tests that need none of them run, then runs the rest (see its header).
-test: deps lint audit ## install everything, start the stack, run the whole suite
+# hack/test-suite runs lint and audit, starts the stack, builds Kubernetes/Prometheus/the image
+# in the background while the tests that need none of them run, then the rest (see its header).
+test: deps ## install everything, lint, start the stack, run the whole suite
 	hack/test-suite $(PYTEST_ARGS)
 
 demo: deps install ## the main job: the product end to end on the local stack (see README)
