@@ -49,6 +49,9 @@ find_go() {
 GO=$(find_go)
 export GOTOOLCHAIN="${GOTOOLCHAIN:-local}"
 export CGO_ENABLED=0
+# The compiler's GC at 400 instead of 100: 13 % less CPU for the same build (helm, cold cache:
+# 255 -> 221 CPU-s, peak RSS 1.0 -> 1.07 GiB); the cold `make test` is CPU-bound on 2 cores.
+export GOGC="${GOGC:-400}"
 
 # kwok fakes nothing without Stages (what happens to a node or Pod matching what): the
 # release's own "fast" stages, from the same module (node initialize + heartbeat with a Lease;

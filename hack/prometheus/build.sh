@@ -62,6 +62,9 @@ esac
 GO=$(find_go)
 export GOTOOLCHAIN="${GOTOOLCHAIN:-local}" # never fetch a toolchain behind the user's back
 export CGO_ENABLED=0
+# The compiler's GC at 400 instead of 100: 13 % less CPU for the same build (helm, cold cache:
+# 255 -> 221 CPU-s, peak RSS 1.0 -> 1.07 GiB); the cold `make test` is CPU-bound on 2 cores.
+export GOGC="${GOGC:-400}"
 
 if [[ "${1:-}" == "--latest" ]]; then
   GOFLAGS="" "$GO" list -m -versions github.com/prometheus/prometheus | tr ' ' '\n' |
