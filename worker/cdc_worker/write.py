@@ -25,7 +25,7 @@ import psycopg
 from cdc_worker.coalesce import Coalesced, Key, RangeTombstone
 from cdc_worker.decode import Bound
 from cdc_worker.ranges import covers
-from cdc_worker.target import DeleteMode, Target, qi
+from cdc_worker.target import META_COLUMNS, DeleteMode, Target, qi
 from cdc_worker.tiebreak import canonical_sql, serialize
 from cdc_worker.write_new import insert_new_sql
 
@@ -185,6 +185,15 @@ class TableWriter:
         self.ties = self._ties_sql()
         self.sweep_sql = self._sweep_sql()
 
+    def by_attnum(self, item: Callable[[int], str]) -> str:
+        """A `bigint[]` laid out like the stored `_cdc_ts`/`_cdc_exp`: at each value column's
+        attnum, `item(i)` for that column (i: its index in `vals`); NULL at other attnums."""
+        pos = {self.attnums[c.target]: i for i, c in enumerate(self.vals)}
+        items = [
+            item(pos[a]) if a in pos else "NULL::bigint" for a in range(1, max(pos, default=0) + 1)
+        ]
+        return f"ARRAY[{', '.join(items)}]::bigint[]" if items else "NULL::bigint[]"
+
     def _merge_sql(self, token: bool = False) -> str:
         """The merge; with `token`, new and updated rows also take the staged `_cdc_token` (the
         scanner's backfill: the token travels with the row instead of a second UPDATE)."""
@@ -247,7 +256,6 @@ class TableWriter:
         w.append(f"COALESCE({' OR '.join(undecided) or 'false'}, false) AS _cdctie")
         mrg.append("_cdctie")
         size = max([self.attnums[c.target] for c in vals], default=0)
-        pos = {self.attnums[c.target]: i for i, c in enumerate(vals)}
         # Column-preserving: array elements beyond this writer's columns (columns another worker
         # added) are carried over unchanged, never dropped.
         j += [
@@ -285,12 +293,7 @@ class TableWriter:
         f += ["m._cdcxts", "m._cdcxexp", *(["m._cdctok"] if token else [])]
         alive = " OR ".join([*(f"_cdcl{i}" for i in range(len(vals))), "_cdclm"])
 
-        def arr(expr: str) -> str:
-            items = [
-                expr.format(i=pos[p]) if p in pos else "NULL::bigint" for p in range(1, size + 1)
-            ]
-            return f"ARRAY[{', '.join(items)}]::bigint[]" if items else "NULL::bigint[]"
-
+        after_del = "COALESCE(_cdcdel, -1)"
         r = [f"f.{k}" for k in K]
         for i, c in enumerate(vals):
             value = f"CASE WHEN _cdcl{i} THEN _cdcv{i} END"
@@ -298,9 +301,9 @@ class TableWriter:
                 value = f"CASE WHEN ({alive}) THEN {value} ELSE _cdcd{i} END"
             r.append(f"{value} AS {qi(c.target)}")
         r += [
-            arr("CASE WHEN _cdct{i} > COALESCE(_cdcdel, -1) THEN _cdct{i} END")
+            self.by_attnum(lambda i: f"CASE WHEN _cdct{i} > {after_del} THEN _cdct{i} END")
             + " || _cdcxts AS _cdc_ts",
-            arr("CASE WHEN _cdct{i} > COALESCE(_cdcdel, -1) THEN _cdce{i} END")
+            self.by_attnum(lambda i: f"CASE WHEN _cdct{i} > {after_del} THEN _cdce{i} END")
             + " || _cdcxexp AS _cdc_exp",
             "CASE WHEN _cdcmt > COALESCE(_cdcdel, -1) THEN _cdcmt END AS _cdc_marker_ts",
             "CASE WHEN _cdcmt > COALESCE(_cdcdel, -1) THEN _cdcme END AS _cdc_marker_exp",
@@ -328,7 +331,7 @@ class TableWriter:
             f"r AS (SELECT {', '.join(r)} FROM f)"
         )
         cols = [*K, *(qi(c.target) for c in vals)]
-        meta = ["_cdc_ts", "_cdc_exp", "_cdc_marker_ts", "_cdc_marker_exp", "_cdc_del_ts"]
+        meta = [n for n, _ in META_COLUMNS]
         main_cols = [*cols, *meta, "_cdc_next_exp", "_cdc_updated_at"]
         main_sel = [*(f"r.{c}" for c in [*cols, *meta, "_cdc_next_exp"]), "now()"]
         if soft:
@@ -611,7 +614,7 @@ class TableWriter:
         live.append("(_cdc_marker_ts IS NOT NULL AND (_cdc_marker_exp IS NULL OR "
                     "_cdc_marker_exp > %(now)s))")  # fmt: skip
         gone = "false" if t.delete_mode is DeleteMode.SOFT else f"NOT ({' OR '.join(live)})"
-        meta = ["_cdc_ts", "_cdc_exp", "_cdc_marker_ts", "_cdc_marker_exp", "_cdc_del_ts"]
+        meta = [n for n, _ in META_COLUMNS]
         sql = (
             f"WITH due AS (SELECT ctid AS _cdcctid, {klist}, {gone} AS _cdcgone FROM {t.fq} "
             "WHERE _cdc_next_exp <= %(now)s ORDER BY _cdc_next_exp LIMIT %(limit)s), "

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from cdc_worker.target import DeleteMode, qi
+from cdc_worker.target import META_COLUMNS, DeleteMode, qi
 
 if TYPE_CHECKING:
     from cdc_worker.write import TableWriter
@@ -31,15 +31,6 @@ def insert_new_sql(w: TableWriter, token: bool) -> str:
     return how many: `SELECT count(*)` of the deleted rows (one row, one column)."""
     t, vals = w.t, w.vals
     K = [qi(c.target) for c in w.keys]
-    size = max([w.attnums[c.target] for c in vals], default=0)
-    pos = {w.attnums[c.target]: i for i, c in enumerate(vals)}
-
-    def arr(expr: str) -> str:
-        items = [
-            expr.format(i=pos[p] + 1) if p in pos else "NULL::bigint" for p in range(1, size + 1)
-        ]
-        return f"ARRAY[{', '.join(items)}]::bigint[]" if items else "NULL::bigint[]"
-
     live = [
         f"COALESCE(s._cdc_ts[{i + 1}] > -1 AND s.{qi(c.target)} IS NOT NULL "
         f"AND (s._cdc_exp[{i + 1}] IS NULL OR s._cdc_exp[{i + 1}] > %(now)s), false)"
@@ -56,10 +47,10 @@ def insert_new_sql(w: TableWriter, token: bool) -> str:
         f"CASE WHEN {lv} THEN s.{qi(c.target)}::{c.pg_type} END"
         for lv, c in zip(live, vals, strict=True)
     ]
-    meta = ["_cdc_ts", "_cdc_exp", "_cdc_marker_ts", "_cdc_marker_exp", "_cdc_del_ts"]
+    # Staged arrays are indexed by position in `vals` (1-based), stored ones by attnum.
     sel += [
-        arr("CASE WHEN s._cdc_ts[{i}] > -1 THEN s._cdc_ts[{i}] END"),
-        arr("CASE WHEN s._cdc_ts[{i}] > -1 THEN s._cdc_exp[{i}] END"),
+        w.by_attnum(lambda i: f"CASE WHEN s._cdc_ts[{i + 1}] > -1 THEN s._cdc_ts[{i + 1}] END"),
+        w.by_attnum(lambda i: f"CASE WHEN s._cdc_ts[{i + 1}] > -1 THEN s._cdc_exp[{i + 1}] END"),
         "CASE WHEN s._cdc_marker_ts > -1 THEN s._cdc_marker_ts END",
         "CASE WHEN s._cdc_marker_ts > -1 THEN s._cdc_marker_exp END",
         "NULL::bigint",
@@ -69,7 +60,7 @@ def insert_new_sql(w: TableWriter, token: bool) -> str:
         "LEAST(" + ", ".join([*exps, f"CASE WHEN {live_m} THEN s._cdc_marker_exp END"]) + ")"
     )
     sel.append("now()")
-    names = [*cols, *meta, "_cdc_next_exp", "_cdc_updated_at"]
+    names = [*cols, *(n for n, _ in META_COLUMNS), "_cdc_next_exp", "_cdc_updated_at"]
     if token:
         names.append("_cdc_token")
         sel.append("s._cdc_token")
