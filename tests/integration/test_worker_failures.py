@@ -235,3 +235,35 @@ def test_a_worker_started_after_another_added_a_column_knows_it(
             if c is not None:
                 c.close()
     assert dec.rows("SELECT p, c, v::text, n FROM {s}.t") == [(1, 1, "3.5", None)]
+
+
+def test_a_running_worker_behind_the_schema_is_fenced_and_catches_up(
+    dec: Rig, pg_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two workers of one table: the second built its writer before the first added a column
+    by schema evolution. Its next write must hit the schema-version fence (write.py
+    `SchemaBehind`), learn the column from its comment (`BatchApplier.catch_up`) and then merge
+    with it: the delete at 2 erases `n` (written at 1) instead of leaving it in place."""
+    cfg = dec.applier.tables["t.ks.t"].cfg
+    behind_writer = prepare(dec.conn, Target(DEC, dec.schema, "t", DeleteMode.HARD), create=True)
+    dec.conn.commit()
+    behind = BatchApplier({"t.ks.t": TableRuntime(cfg, behind_writer.t, behind_writer)},
+                          OffsetStore(dec.schema, "g"), dec.sink, None,
+                          lambda: psycopg.connect(pg_dsn))  # type: ignore[arg-type]  # fmt: skip
+    new_columns_are(monkeypatch, {"n": "text"})
+    dec.run(envelope("i", 1, "ks", "t", {"p": cell(1), "c": cell(1), "v": cell("1.5"),
+                                         "n": cell("old")}))  # fmt: skip
+    assert "n" not in behind.tables["t.ks.t"].target.schema.known
+    try:
+        msgs: list[Message] = [
+            Msg(envelope("d", 2, "ks", "t", {"p": cell(1), "c": cell(1), "v": None}), 1),
+            Msg(write(3, 1, 1, "3.5"), 2),
+        ]
+        behind.write(behind.decode(msgs))
+    finally:
+        for c in (behind.conn, behind.control):
+            if c is not None:
+                c.close()
+    assert dec.rows("SELECT p, c, v::text, n FROM {s}.t") == [(1, 1, "3.5", None)]
+    assert "n" in behind.tables["t.ks.t"].target.schema.known
+    assert dec.sink.letters == []

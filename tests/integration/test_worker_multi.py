@@ -165,7 +165,8 @@ def test_three_workers_rebalances_and_alter_table_add(
         assert any(r["n"] is not None for r in want.values())
         all_logs = "".join(w.logs() for w in workers)
         assert "schema_evolved" in all_logs
-        assert "schema_caught_up" in all_logs, "no worker behind the schema was fenced"
+        # Whether a worker running behind the schema writes before a rebalance hands it the
+        # new column depends on timing: test_worker_failures fences one deterministically.
         stored = pg.execute(f"SELECT count(*) FROM {name}._cdc_offsets").fetchone()
         assert stored == (PARTITIONS,)
     finally:
