@@ -57,5 +57,9 @@ def test_direct_states_equal_coalesced_changes() -> None:
         changes = [ch for r in rows for ch in R.row_changes(schema, r, R.row_key(schema, r))]
         want = coalesce(schema, changes)
         assert got.batch.rows == want.rows
-        assert got.rendered == writer.render(want)
-        assert got.toks == [r.token for r in rows]
+        tokens = {R.row_key(schema, r)[:1]: r.token for r in rows}
+        assert got.tokens == tokens
+        assert got.rendered == writer.render(want, tokens)
+        assert [ln.rsplit("\t", 1)[1] for ln in got.rendered.splitlines()] == [
+            str(tokens[k[:1]]) for k in want.rows
+        ]

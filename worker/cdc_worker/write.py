@@ -29,6 +29,8 @@ from cdc_worker.target import META_COLUMNS, DeleteMode, Target, qi
 from cdc_worker.tiebreak import canonical_sql, serialize
 from cdc_worker.write_new import insert_new_sql
 
+Tokens = dict[tuple[object, ...], int]  # partition key → its Cassandra token
+
 _ESC = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
@@ -124,10 +126,12 @@ class TableWriter:
             f"CREATE TEMP TABLE IF NOT EXISTS {self.rdel} (_cdc_idx int NOT NULL, {pdef}) "
             "ON COMMIT DELETE ROWS",
         ]
-        self.copy_stage = (
+        staged = (
             f"COPY {self.stage} ({', '.join([*K, *(qi(c.target) for c in vals)])}, _cdc_ts, "
-            "_cdc_exp, _cdc_marker_ts, _cdc_marker_exp, _cdc_del_ts) FROM STDIN"
+            "_cdc_exp, _cdc_marker_ts, _cdc_marker_exp, _cdc_del_ts"
         )
+        self.copy_stage = f"{staged}) FROM STDIN"
+        self.copy_stage_tok = f"{staged}, _cdc_token) FROM STDIN"
         self.copy_pdel = f"COPY {self.pdel} ({', '.join(P)}, _cdc_ts) FROM STDIN"
         self.copy_rowdel = f"COPY {self.rowdel} ({klist}, _cdc_ts) FROM STDIN"
         self.copy_rdel = f"COPY {self.rdel} (_cdc_idx, {', '.join(P)}) FROM STDIN"
@@ -424,10 +428,11 @@ class TableWriter:
         return bool(flags)
 
     # -- data ---------------------------------------------------------------------------------
-    def _stage_lines(self, batch: Coalesced) -> Iterable[str]:
+    def _stage_lines(self, batch: Coalesced, tokens: Tokens | None) -> Iterable[str]:
         n = len(self.vals)
         idx = self.val_index
         nulls, anulls = ["\\N"] * n, ["NULL"] * n
+        npart = len(self.part)
         for key, row in batch.rows.items():
             # Fields as COPY text directly (values escaped; array elements are integers).
             values, ts, exp = nulls.copy(), anulls.copy(), anulls.copy()
@@ -450,14 +455,16 @@ class TableWriter:
                         _f(row.marker_ts),
                         _f(row.marker_exp),
                         _f(row.del_ts),
+                        *(() if tokens is None else (str(tokens[key[:npart]]),)),
                     ]
                 )
                 + "\n"
             )
 
-    def render(self, batch: Coalesced) -> str:
-        """The batch's rows as COPY text (pure; done before the write, off its thread)."""
-        return "".join(self._stage_lines(batch))
+    def render(self, batch: Coalesced, tokens: Tokens | None = None) -> str:
+        """The batch's rows as COPY text (pure; done before the write, off its thread); with
+        `tokens` (partition key → Cassandra token), each row also carries its `_cdc_token`."""
+        return "".join(self._stage_lines(batch, tokens))
 
     def write(
         self,
@@ -466,22 +473,22 @@ class TableWriter:
         now_us: int,
         rendered: str | None = None,
         reread: frozenset[str] = frozenset(),
-        tokens: Callable[[psycopg.Cursor[tuple[object, ...]]], None] | None = None,
+        tokens: Tokens | None = None,
         new_first: bool = False,
     ) -> WriteResult:
         """Merge `batch`; the cells it holds of the `reread` columns replace the stored ones
         whatever their times (reread.py: they were read from Cassandra after what is stored).
-        `tokens`: fills the staged rows' `_cdc_token` (the scanner's backfill), which the merge
-        then stores with the rows; the target table must have that column. `new_first`: rows
+        `tokens`: the rows' partition tokens (the scanner's backfill; `rendered` must have been
+        rendered with them), staged with the rows and stored by the merge in `_cdc_token`; the
+        target table must have that column. `new_first`: rows
         PostgreSQL has never seen are inserted directly first (write_new.py), the merge runs
         only on the rest; worth it where most rows are new (a backfill)."""
-        payload = self.render(batch) if rendered is None else rendered
-        with cur.copy(self.copy_stage) as cp:
+        payload = self.render(batch, tokens) if rendered is None else rendered
+        with cur.copy(self.copy_stage if tokens is None else self.copy_stage_tok) as cp:
             if payload:
                 cp.write(payload)
         merge = self.merge
         if tokens is not None:
-            tokens(cur)
             if self._merge_token is None:
                 self._merge_token = self._merge_sql(token=True)
             merge = self._merge_token
@@ -504,7 +511,9 @@ class TableWriter:
         if new_first:
             inserted = self._insert_new(cur, now_us, token=tokens is not None)
             if inserted == len(batch.rows) and not batch.partition_dels and not batch.range_dels:
-                return WriteResult(inserted, inserted, 0, inserted)  # the staging table is empty
+                return WriteResult(inserted, inserted, 0, inserted)
+        # After a partial direct insert the merge takes every staged row again (write_new.py):
+        # its counts include the inserted ones.
         cur.execute(merge, {"now": now_us})
         res = cur.fetchone()
         assert res is not None
@@ -512,7 +521,7 @@ class TableWriter:
             cur.execute(merge, {"now": now_us})  # idempotent; now with the ties decided
             res = cur.fetchone()
             assert res is not None
-        total, live = int(str(res[0])) + inserted, int(str(res[1])) + inserted
+        total, live = int(str(res[0])), int(str(res[1]))
         return WriteResult(total, live, total - live, inserted)
 
     def _insert_new(self, cur: psycopg.Cursor[tuple[object, ...]], now_us: int, token: bool) -> int:

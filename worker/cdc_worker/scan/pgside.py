@@ -105,10 +105,6 @@ class PgSide:
             f"UPDATE {fq} m SET _cdc_token = x._tok FROM unnest({unn}, %s::bigint[]) "
             f"AS x({', '.join(pcols)}, _tok) WHERE {on} AND m._cdc_token IS DISTINCT FROM x._tok"
         )
-        self.stage_tokens_sql = (
-            f"UPDATE {{stage}} m SET _cdc_token = x._tok FROM unnest({unn}, %s::bigint[]) "
-            f"AS x({', '.join(pcols)}, _tok) WHERE {on}"
-        )
 
     # -- schema -------------------------------------------------------------------------------
     def ensure(self, conn: Conn) -> None:
@@ -160,18 +156,6 @@ class PgSide:
             return self._set(conn, cols, list(toks))
         with conn.transaction():
             return self._set(conn, cols, list(toks))
-
-    def stage_tokens(
-        self, cur: psycopg.Cursor[Any], stage: str, part_texts: Sequence[Sequence[str]],
-        toks: Sequence[int],
-    ) -> None:  # fmt: skip
-        """Set the tokens of the rows staged for a merge (`TableWriter.write(tokens=...)`)."""
-        by_part = dict(zip(map(tuple, part_texts), toks, strict=True))
-        if not by_part:
-            return
-        cols = [[k[i] for k in by_part] for i in range(len(self.part))]
-        sql = self.stage_tokens_sql.replace("{stage}", stage)
-        cur.execute(sql, (*cols, list(by_part.values())))
 
     def _set(self, conn: Conn, cols: Sequence[Sequence[str | None]], toks: list[int]) -> int:
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (self.t.lock_key,))

@@ -37,7 +37,7 @@ from cdc_worker.scan.pgside import Conn, PgSide
 from cdc_worker.scan.reader import ScanRow
 from cdc_worker.scan.values import pg_text, pg_text_fn
 from cdc_worker.schema import TableSchema
-from cdc_worker.write import TableWriter
+from cdc_worker.write import TableWriter, Tokens
 
 Key = tuple[str | None, ...]
 Cursor = psycopg.Cursor[tuple[Any, ...]]
@@ -116,18 +116,17 @@ class RowConverter:
 
 @dataclass(slots=True)
 class Prepared:
-    """A backfill chunk ready for PostgreSQL: the coalesced batch, its COPY text, and the
-    partition keys with their tokens (`_cdc_token`)."""
+    """A backfill chunk ready for PostgreSQL: the coalesced batch, and its COPY text with each
+    row's partition token (`_cdc_token`)."""
 
     batch: Coalesced
     rendered: str
-    parts: list[list[str]]
-    toks: list[int]
+    tokens: Tokens
     rows: int
 
 
 def prepare_rows(conv: RowConverter, writer: TableWriter, rows: Sequence[ScanRow]) -> Prepared:
-    """The Python half of `write_rows` (no PostgreSQL): rows → coalesced batch → COPY text.
+    """A backfill chunk's Python half (no PostgreSQL): rows → coalesced batch → COPY text.
 
     Each row's state is built directly (`RowConverter.state`, equal to coalescing its changes:
     a unit test holds them equal); a key met twice, which one token-range read never yields,
@@ -136,8 +135,7 @@ def prepare_rows(conv: RowConverter, writer: TableWriter, rows: Sequence[ScanRow
     batch = Coalesced(column_types(schema))
     states = batch.rows
     npart = len(schema.partition_key)
-    parts: list[list[str]] = []
-    toks: list[int] = []
+    tokens: Tokens = {}
     for r in rows:
         key = conv.key(r)
         if key in states:
@@ -146,16 +144,15 @@ def prepare_rows(conv: RowConverter, writer: TableWriter, rows: Sequence[ScanRow
         else:
             states[key] = conv.state(r)
             batch.events += 1
-        parts.append(conv.part_texts(key))
-        toks.append(r.token)
-    return Prepared(batch, writer.render(batch), parts, toks, len(rows))
+        tokens[key[:npart]] = r.token
+    return Prepared(batch, writer.render(batch, tokens), tokens, len(rows))
 
 
 def write_prepared(
-    conn: Conn, writer: TableWriter, pg: PgSide, p: Prepared, now_us: int,
+    conn: Conn, writer: TableWriter, p: Prepared, now_us: int,
     also: Callable[[Cursor], None] | None = None, timings: dict[str, float] | None = None,
 ) -> int:  # fmt: skip
-    """The PostgreSQL half of `write_rows`: the worker's merge and the rows' tokens in one
+    """A backfill chunk's PostgreSQL half: the worker's merge of the prepared rows in one
     transaction (with `also`, e.g. the scan's checkpoint); returns the rows written.
 
     The commit does not wait for the WAL flush (`synchronous_commit = off`, this transaction
@@ -168,12 +165,10 @@ def write_prepared(
         cur.execute("SET LOCAL synchronous_commit = off")
         cur.execute(f"TRUNCATE {writer.stage}")
         if p.batch.events:
-            # The tokens go into the staged rows and the merge stores them with the rows (an
-            # UPDATE afterwards wrote every new row a second time: a third of the PostgreSQL time).
-            def tokens(c: Cursor) -> None:
-                pg.stage_tokens(c, writer.stage, p.parts, p.toks)
-
-            writer.write(cur, p.batch, now_us, p.rendered, tokens=tokens, new_first=True)
+            # The tokens are staged with the rows (COPY) and the merge stores them: an UPDATE of
+            # the table afterwards wrote every new row twice (a third of PostgreSQL's time), an
+            # UPDATE of the staging table after the COPY 17 %.
+            writer.write(cur, p.batch, now_us, p.rendered, tokens=p.tokens, new_first=True)
         t1 = time.perf_counter()
         if also is not None:
             also(cur)
@@ -181,16 +176,6 @@ def write_prepared(
     tm["postgresMerge"] = tm.get("postgresMerge", 0.0) + t1 - t0
     tm["postgresCommit"] = tm.get("postgresCommit", 0.0) + t3 - t1
     return p.rows
-
-
-def write_rows(
-    conn: Conn, writer: TableWriter, pg: PgSide, rows: Sequence[ScanRow], now_us: int
-) -> int:
-    """Backfill: merge Cassandra rows as they are; returns the rows written."""
-    if not rows:
-        return 0
-    prepared = prepare_rows(RowConverter(writer.t.schema), writer, rows)
-    return write_prepared(conn, writer, pg, prepared, now_us)
 
 
 def repair(conn: Conn, writer: TableWriter, pg: PgSide, diffs: Sequence[Diff], now_us: int) -> int:

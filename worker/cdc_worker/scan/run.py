@@ -262,7 +262,7 @@ class Scan:
                 cur.execute(*ck)
 
             writing = pool.submit(
-                self._timed, R.write_prepared, self.conn, self.writer, self.pg, prepared,
+                self._timed, R.write_prepared, self.conn, self.writer, prepared,
                 int(time.time() * 1e6), also, res.timings,
             )  # fmt: skip
         if writing is not None:
