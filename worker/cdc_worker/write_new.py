@@ -43,6 +43,12 @@ def insert_new_sql(w: TableWriter, token: bool) -> str:
         "COALESCE(s._cdc_marker_ts > -1 AND "
         "(s._cdc_marker_exp IS NULL OR s._cdc_marker_exp > %(now)s), false)"
     )
+    # Each liveness test is computed once per row, in a subquery that `OFFSET 0` keeps from
+    # being flattened (inlined, each was evaluated three times: value, next expiry, filter).
+    flags = ", ".join([*(f"{lv} AS _cdcl{i}" for i, lv in enumerate(live)), f"{live_m} AS _cdclm"])
+    inner = f"(SELECT s.*, {flags} FROM {w.stage} s WHERE s._cdc_del_ts IS NULL OFFSET 0)"
+    live = [f"s._cdcl{i}" for i in range(len(live))]
+    live_m = "s._cdclm"
     alive = " OR ".join([*live, live_m])
     cols = [*K, *(qi(c.target) for c in vals)]
     sel = [f"s.{k}" for k in K]
@@ -74,6 +80,6 @@ def insert_new_sql(w: TableWriter, token: bool) -> str:
     klist = ", ".join(K)
     return (
         f"WITH i AS (INSERT INTO {t.fq} ({', '.join(names)}) SELECT {', '.join(sel)} "
-        f"FROM {w.stage} s WHERE s._cdc_del_ts IS NULL AND ({alive}) AND {absent} "
+        f"FROM {inner} s WHERE ({alive}) AND {absent} "
         f"ON CONFLICT ({klist}) DO NOTHING RETURNING 1) SELECT count(*) FROM i"
     )
