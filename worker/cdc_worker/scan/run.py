@@ -145,6 +145,9 @@ class Scan:
     def _ck_load(self, plan_id: str, ranges: int) -> int:
         ck = f"{qi(self.target.pg_schema)}._cdc_scan_checkpoints"
         with self.conn.transaction():
+            # The slices of one Job start together and would race on CREATE … IF NOT EXISTS (a
+            # unique violation in the catalog, seen with two): the workers' DDL lock (offsets.py).
+            self.conn.execute("SELECT pg_advisory_xact_lock(hashtext('cdc_worker.ddl'))")
             self.conn.execute(CHECKPOINTS_DDL.format(schema=qi(self.target.pg_schema)))
             row = self.conn.execute(
                 f"SELECT plan, next_range, done, rows_checked, rows_differing, rows_repaired, "
