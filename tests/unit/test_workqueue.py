@@ -14,6 +14,9 @@ from cdc_operator.workqueue import Backoff, Mode, Requeue, TokenBucket, WorkQueu
 
 Key = tuple[str, str]
 K1, K2 = ("ns", "a"), ("ns", "b")
+# Timings below are multiples of S: at 1 they are tight enough to fail on a loaded machine (an
+# event loop starved for 20 ms let a 20 ms timer fire before the check that it is pending).
+S = 5.0
 
 
 def run(coro: Awaitable[Any]) -> Any:
@@ -110,13 +113,13 @@ def test_failures_requeue_with_per_key_exponential_backoff_and_success_forgets()
 def test_a_retry_waits_at_least_what_the_pass_asks() -> None:
     async def main() -> None:
         rec = Recorder()
-        rec.fail = lambda k, n: Requeue(Mode.FULL, at_least=0.15) if n == 1 else None
+        rec.fail = lambda k, n: Requeue(Mode.FULL, at_least=0.15 * S) if n == 1 else None
         q: WorkQueue[Key] = WorkQueue(rec, workers=1, backoff=Backoff(0.01, 1.0))
         q.start()
         q.add(K1)
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.1 * S)
         assert len(rec.calls) == 1  # not after the 10 ms backoff
-        await asyncio.sleep(0.15)
+        await asyncio.sleep(0.15 * S)
         await q.stop()
         assert len(rec.calls) == 2
 
@@ -146,18 +149,18 @@ def test_requeue_after_and_the_periodic_refresh_keep_one_timer_per_key() -> None
 
         async def process(key: Key, mode: Mode) -> float | None:
             await rec(key, mode)
-            return 0.05  # refresh after 50 ms
+            return 0.05 * S  # a refresh after 50 ms * S
 
         q: WorkQueue[Key] = WorkQueue(process, workers=1)
         q.start()
         q.add(K1)
         for _ in range(5):
-            q.add_after(K1, 0.02, Mode.STATUS)  # later timers do not multiply
+            q.add_after(K1, 0.02 * S, Mode.STATUS)  # later timers do not multiply
         await asyncio.sleep(0.005)
         assert q.scheduled(K1) is not None
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.2 * S)
         await q.stop()
-        # the add, then the 20 ms timer, then refreshes every 50 ms: ~ 5 passes, not 5 x that
+        # the add, then the timer, then refreshes: ~ 5 passes, not 5 x that
         assert 3 <= len(rec.calls) <= 7, rec.calls
         assert rec.calls[0] == (K1, Mode.FULL)
         assert all(m == Mode.STATUS for _, m in rec.calls[1:])
@@ -170,22 +173,22 @@ def test_a_burst_of_debounced_adds_is_one_pass_after_a_quiet_moment() -> None:
         rec = Recorder()
         q: WorkQueue[Key] = WorkQueue(rec, workers=2)
         q.start()
-        q.add_debounced(K1, Mode.REFRESH, quiet=0.05, max_wait=1.0)  # the pipeline
-        for _ in range(10):  # its tables, 10 ms apart
-            await asyncio.sleep(0.01)
-            q.add_debounced(K1, Mode.FULL, quiet=0.05, max_wait=1.0)
+        q.add_debounced(K1, Mode.REFRESH, quiet=0.05 * S, max_wait=1.0 * S)  # the pipeline
+        for _ in range(10):  # its tables, 10 ms * S apart
+            await asyncio.sleep(0.01 * S)
+            q.add_debounced(K1, Mode.FULL, quiet=0.05 * S, max_wait=1.0 * S)
         assert rec.calls == []
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.1 * S)
         assert rec.calls == [(K1, Mode.REFRESH)]  # one pass, the strongest mode
         # A steady trickle is still served after max_wait.
         for _ in range(12):
-            q.add_debounced(K2, Mode.FULL, quiet=0.05, max_wait=0.1)
-            await asyncio.sleep(0.02)
+            q.add_debounced(K2, Mode.FULL, quiet=0.05 * S, max_wait=0.1 * S)
+            await asyncio.sleep(0.02 * S)
         assert (K2, Mode.FULL) in rec.calls
         # An immediate add takes a waiting debounced request along (one pass, not two).
-        q.add_debounced(K1, Mode.REFRESH, quiet=0.05, max_wait=1.0)
+        q.add_debounced(K1, Mode.REFRESH, quiet=0.05 * S, max_wait=1.0 * S)
         q.add(K1, Mode.STATUS)
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.1 * S)
         await q.stop()
         assert rec.calls.count((K1, Mode.REFRESH)) == 2
         assert (K1, Mode.STATUS) not in rec.calls
@@ -196,15 +199,15 @@ def test_a_burst_of_debounced_adds_is_one_pass_after_a_quiet_moment() -> None:
 def test_requeue_signal_keeps_the_mode_and_drop_cancels_the_timer() -> None:
     async def main() -> None:
         rec = Recorder()
-        rec.fail = lambda k, n: Requeue(Mode.STATUS, after=0.02) if n == 1 else None
+        rec.fail = lambda k, n: Requeue(Mode.STATUS, after=0.02 * S) if n == 1 else None
         q: WorkQueue[Key] = WorkQueue(rec, workers=1)
         q.start()
         q.add(K1, Mode.REFRESH)
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.1 * S)
         assert rec.calls == [(K1, Mode.REFRESH), (K1, Mode.STATUS)]
-        q.add_after(K1, 0.02)
+        q.add_after(K1, 0.02 * S)
         q.drop(K1)
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.05 * S)
         await q.stop()
         assert len(rec.calls) == 2
 
