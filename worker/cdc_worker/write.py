@@ -429,37 +429,44 @@ class TableWriter:
 
     # -- data ---------------------------------------------------------------------------------
     def _stage_lines(self, batch: Coalesced, tokens: Tokens | None) -> Iterable[str]:
+        # The hot path of both the stream and backfill (about half of backfill's Python time):
+        # escaping inlined, and a cell's write time turned into text once per distinct value
+        # (a row's cells mostly share one).
         n = len(self.vals)
         idx = self.val_index
         nulls, anulls = ["\\N"] * n, ["NULL"] * n
         npart = len(self.part)
+        esc = _ESC
         for key, row in batch.rows.items():
             # Fields as COPY text directly (values escaped; array elements are integers).
             values, ts, exp = nulls.copy(), anulls.copy(), anulls.copy()
+            last_ts, last_text = None, ""
             for name, (cts, value, cexp) in row.cells.items():
                 i = idx.get(name)
                 if i is None:
                     continue  # excluded column
                 if value is not None:
-                    values[i] = _esc(value)
-                ts[i] = str(cts)
+                    if "\\" in value or "\t" in value or "\n" in value or "\r" in value:
+                        value = value.translate(esc)
+                    values[i] = value
+                if cts != last_ts:
+                    last_ts, last_text = cts, str(cts)
+                ts[i] = last_text
                 if cexp is not None:
                     exp[i] = str(cexp)
-            yield (
-                "\t".join(
-                    [
-                        *map(_f, key),
-                        *values,
-                        "{" + ",".join(ts) + "}",
-                        "{" + ",".join(exp) + "}",
-                        _f(row.marker_ts),
-                        _f(row.marker_exp),
-                        _f(row.del_ts),
-                        *(() if tokens is None else (str(tokens[key[:npart]]),)),
-                    ]
-                )
-                + "\n"
-            )
+            m, mx, d = row.marker_ts, row.marker_exp, row.del_ts
+            fields = [
+                *map(_f, key),
+                *values,
+                "{" + ",".join(ts) + "}",
+                "{" + ",".join(exp) + "}",
+                "\\N" if m is None else str(m),
+                "\\N" if mx is None else str(mx),
+                "\\N" if d is None else str(d),
+            ]
+            if tokens is not None:
+                fields.append(str(tokens[key[:npart]]))
+            yield "\t".join(fields) + "\n"
 
     def render(self, batch: Coalesced, tokens: Tokens | None = None) -> str:
         """The batch's rows as COPY text (pure; done before the write, off its thread); with
