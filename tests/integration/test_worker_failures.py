@@ -93,12 +93,16 @@ def rig(pg_dsn: str, schema: TableSchema) -> Iterator[Rig]:
     try:
         yield Rig(conn, applier, sink, name)
     finally:
-        for c in (applier.conn, applier.control):
-            if c is not None:
-                c.close()
+        _close(applier)
         conn.execute(f"DROP SCHEMA {name} CASCADE")
         conn.commit()
         conn.close()
+
+
+def _close(applier: BatchApplier) -> None:
+    for c in (applier.conn, applier.control):
+        if c is not None:
+            c.close()
 
 
 DEC = schema_from_spec("ks", "t", ["p"], ["c"], {"p": "int", "c": "int", "v": "decimal"})
@@ -207,6 +211,28 @@ def test_poison_events_are_dead_lettered_and_the_rest_applies(
     assert dec.rows("SELECT next_offset FROM {s}._cdc_offsets") == [(4,)]
 
 
+def _configured_worker(dec: Rig, pg_dsn: str) -> BatchApplier:
+    """Another worker of `dec`'s table, its writer built now from the configured schema."""
+    writer = prepare(dec.conn, Target(DEC, dec.schema, "t", DeleteMode.HARD), create=True)
+    dec.conn.commit()
+    cfg = dec.applier.tables["t.ks.t"].cfg
+    return BatchApplier({"t.ks.t": TableRuntime(cfg, writer.t, writer)},
+                        OffsetStore(dec.schema, "g"), dec.sink, None,
+                        lambda: psycopg.connect(pg_dsn))  # type: ignore[arg-type]  # fmt: skip
+
+
+def _delete_then_write(applier: BatchApplier) -> None:
+    """Row (1, 1) deleted at 2, then `v` written at 3, by `applier`, which is then closed."""
+    try:
+        msgs: list[Message] = [
+            Msg(envelope("d", 2, "ks", "t", {"p": cell(1), "c": cell(1), "v": None}), 1),
+            Msg(write(3, 1, 1, "3.5"), 2),
+        ]
+        applier.write(applier.decode(msgs))
+    finally:
+        _close(applier)
+
+
 def test_a_worker_started_after_another_added_a_column_knows_it(
     dec: Rig, pg_dsn: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -217,23 +243,9 @@ def test_a_worker_started_after_another_added_a_column_knows_it(
     new_columns_are(monkeypatch, {"n": "text"})
     dec.run(envelope("i", 1, "ks", "t", {"p": cell(1), "c": cell(1), "v": cell("1.5"),
                                          "n": cell("old")}))  # fmt: skip
-    cfg = dec.applier.tables["t.ks.t"].cfg
-    # A fresh worker: the configured schema, without `n`.
-    writer = prepare(dec.conn, Target(DEC, dec.schema, "t", DeleteMode.HARD), create=True)
-    assert "n" in writer.t.schema.known
-    offsets = OffsetStore(dec.schema, "g")
-    applier = BatchApplier({"t.ks.t": TableRuntime(cfg, writer.t, writer)}, offsets, dec.sink,
-                           None, lambda: psycopg.connect(pg_dsn))  # type: ignore[arg-type]  # fmt: skip
-    try:
-        msgs: list[Message] = [
-            Msg(envelope("d", 2, "ks", "t", {"p": cell(1), "c": cell(1), "v": None}), 0),
-            Msg(write(3, 1, 1, "3.5"), 1),
-        ]
-        applier.write(applier.decode(msgs))
-    finally:
-        for c in (applier.conn, applier.control):
-            if c is not None:
-                c.close()
+    fresh = _configured_worker(dec, pg_dsn)  # without `n` in its configuration
+    assert "n" in fresh.tables["t.ks.t"].target.schema.known
+    _delete_then_write(fresh)
     assert dec.rows("SELECT p, c, v::text, n FROM {s}.t") == [(1, 1, "3.5", None)]
 
 
@@ -244,26 +256,12 @@ def test_a_running_worker_behind_the_schema_is_fenced_and_catches_up(
     by schema evolution. Its next write must hit the schema-version fence (write.py
     `SchemaBehind`), learn the column from its comment (`BatchApplier.catch_up`) and then merge
     with it: the delete at 2 erases `n` (written at 1) instead of leaving it in place."""
-    cfg = dec.applier.tables["t.ks.t"].cfg
-    behind_writer = prepare(dec.conn, Target(DEC, dec.schema, "t", DeleteMode.HARD), create=True)
-    dec.conn.commit()
-    behind = BatchApplier({"t.ks.t": TableRuntime(cfg, behind_writer.t, behind_writer)},
-                          OffsetStore(dec.schema, "g"), dec.sink, None,
-                          lambda: psycopg.connect(pg_dsn))  # type: ignore[arg-type]  # fmt: skip
+    behind = _configured_worker(dec, pg_dsn)
     new_columns_are(monkeypatch, {"n": "text"})
     dec.run(envelope("i", 1, "ks", "t", {"p": cell(1), "c": cell(1), "v": cell("1.5"),
                                          "n": cell("old")}))  # fmt: skip
     assert "n" not in behind.tables["t.ks.t"].target.schema.known
-    try:
-        msgs: list[Message] = [
-            Msg(envelope("d", 2, "ks", "t", {"p": cell(1), "c": cell(1), "v": None}), 1),
-            Msg(write(3, 1, 1, "3.5"), 2),
-        ]
-        behind.write(behind.decode(msgs))
-    finally:
-        for c in (behind.conn, behind.control):
-            if c is not None:
-                c.close()
+    _delete_then_write(behind)
     assert dec.rows("SELECT p, c, v::text, n FROM {s}.t") == [(1, 1, "3.5", None)]
     assert "n" in behind.tables["t.ks.t"].target.schema.known
     assert dec.sink.letters == []

@@ -487,9 +487,10 @@ class TableWriter:
         whatever their times (reread.py: they were read from Cassandra after what is stored).
         `tokens`: the rows' partition tokens (the scanner's backfill; `rendered` must have been
         rendered with them), staged with the rows and stored by the merge in `_cdc_token`; the
-        target table must have that column. `new_first`: rows
-        PostgreSQL has never seen are inserted directly first (write_new.py), the merge runs
-        only on the rest; worth it where most rows are new (a backfill)."""
+        target table must have that column. `new_first`: rows PostgreSQL has never seen are
+        inserted directly first (write_new.py); the merge is skipped when that took every
+        staged row, and otherwise runs on them all; worth it where most rows are new (a
+        backfill)."""
         payload = self.render(batch, tokens) if rendered is None else rendered
         with cur.copy(self.copy_stage if tokens is None else self.copy_stage_tok) as cp:
             if payload:

@@ -34,20 +34,21 @@ def insert_new_sql(w: TableWriter, token: bool) -> str:
     column)."""
     t, vals = w.t, w.vals
     K = [qi(c.target) for c in w.keys]
-    live = [
+    tests = [
         f"COALESCE(s._cdc_ts[{i + 1}] > -1 AND s.{qi(c.target)} IS NOT NULL "
         f"AND (s._cdc_exp[{i + 1}] IS NULL OR s._cdc_exp[{i + 1}] > %(now)s), false)"
         for i, c in enumerate(vals)
     ]
-    live_m = (
+    test_m = (
         "COALESCE(s._cdc_marker_ts > -1 AND "
         "(s._cdc_marker_exp IS NULL OR s._cdc_marker_exp > %(now)s), false)"
     )
     # Each liveness test is computed once per row, in a subquery that `OFFSET 0` keeps from
-    # being flattened (inlined, each was evaluated three times: value, next expiry, filter).
-    flags = ", ".join([*(f"{lv} AS _cdcl{i}" for i, lv in enumerate(live)), f"{live_m} AS _cdclm"])
+    # being flattened (inlined, each was evaluated three times: value, next expiry, filter);
+    # `live` and `live_m` name its result columns.
+    flags = ", ".join([*(f"{t} AS _cdcl{i}" for i, t in enumerate(tests)), f"{test_m} AS _cdclm"])
     inner = f"(SELECT s.*, {flags} FROM {w.stage} s WHERE s._cdc_del_ts IS NULL OFFSET 0)"
-    live = [f"s._cdcl{i}" for i in range(len(live))]
+    live = [f"s._cdcl{i}" for i in range(len(tests))]
     live_m = "s._cdclm"
     alive = " OR ".join([*live, live_m])
     cols = [*K, *(qi(c.target) for c in vals)]

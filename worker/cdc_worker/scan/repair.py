@@ -69,14 +69,13 @@ def part_texts(schema: TableSchema, key: Key) -> list[str]:
 
 
 class RowConverter:
-    """`row_key`/`row_changes`/`part_texts` for one schema, each column's converter chosen once
+    """`row_key`/`row_changes` for one schema, each column's converter chosen once
     (`values.pg_text_fn`): the same results, without per-cell type dispatch (backfill's path)."""
 
     def __init__(self, schema: TableSchema) -> None:
         self.schema = schema
         self.key_fns = [pg_text_fn(c.cql) for c in schema.primary_key]
         self.val_fns = [(c.name, pg_text_fn(c.cql)) for c in schema.values]
-        self.npart = len(schema.partition_key)
 
     def key(self, r: ScanRow) -> Key:
         return tuple([f(v) for f, v in zip(self.key_fns, r.key, strict=True)])
@@ -109,9 +108,6 @@ class RowConverter:
         if not cells:
             return RowState(marker_ts=r.read_us)
         return RowState(cells)
-
-    def part_texts(self, key: Key) -> list[str]:
-        return [str(k) for k in key[: self.npart]]
 
 
 @dataclass(slots=True)
