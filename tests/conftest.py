@@ -23,6 +23,15 @@ STACK = REPO / "hack" / "stack"
 _started: set[str] = set()
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Files marked `long` first; otherwise files and tests keep their order (a stable sort).
+
+    hack/test-suite hands whole files to its workers in collection order (`--dist loadfile`):
+    collected alphabetically, the operator's minutes-long files came last and the k8s phase
+    ended with one of them running alone."""
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)
+
+
 def _stack_env() -> dict[str, str]:
     out = subprocess.run([str(STACK), "env"], capture_output=True, text=True, check=True).stdout
     env: dict[str, str] = {}

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800), pytest.mark.k8s]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800), pytest.mark.k8s, pytest.mark.long]
 ROOT = Path(__file__).resolve().parents[2]
 
 

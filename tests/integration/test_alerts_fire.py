@@ -58,7 +58,7 @@ from tests.support.prometheus import Prometheus
 from tests.support.worker_proc import WorkerProcess, create_topics, free_port, wait_for
 
 # The first run may build Prometheus (a few minutes cold), inside the fixture's setup.
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800), pytest.mark.k8s]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800), pytest.mark.k8s, pytest.mark.long]
 
 REPO = Path(__file__).resolve().parents[2]
 SCALE = 1 / 60

@@ -39,7 +39,7 @@ from tests.support.kube import Operator, drop_finalizers
 from tests.support.worker_proc import free_port, produce
 from tests.support.worker_proc import wait_for as _wait_for
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(900), pytest.mark.k8s]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900), pytest.mark.k8s, pytest.mark.long]
 REPO = Path(__file__).resolve().parents[2]
 IMAGE = "localhost/cass-cdc-pg:dev"
 OLD = int((time.time() - 3600) * 1_000_000)

@@ -59,7 +59,7 @@ from tests.support.events import cell, envelope
 from tests.support.kube import Cluster, Operator, drop_finalizers
 from tests.support.worker_proc import free_port, produce, wait_for
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(600), pytest.mark.k8s]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(600), pytest.mark.k8s, pytest.mark.long]
 
 IMAGE = "localhost/cass-cdc-pg:dev"
 PIPELINE = "shop"

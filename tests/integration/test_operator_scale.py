@@ -26,7 +26,7 @@ from confluent_kafka.admin import AdminClient
 from tests.support.kube import Cluster, Operator, drop_finalizers
 from tests.support.worker_proc import wait_for
 
-pytestmark = [pytest.mark.integration, pytest.mark.k8s]
+pytestmark = [pytest.mark.integration, pytest.mark.k8s, pytest.mark.long]
 
 PIPELINES = 60
 TABLES = 5

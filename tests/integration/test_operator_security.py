@@ -25,7 +25,7 @@ from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 from tests.support.kube import Cluster, Operator, drop_finalizers
 from tests.support.worker_proc import wait_for
 
-pytestmark = [pytest.mark.integration, pytest.mark.k8s]
+pytestmark = [pytest.mark.integration, pytest.mark.k8s, pytest.mark.long]
 
 
 def _ns(cluster: Cluster, prefix: str) -> str:

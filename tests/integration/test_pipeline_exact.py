@@ -20,7 +20,7 @@ from tests.support import cassandra as stack_cassandra
 from tests.support.captured import Sides, capture
 from tests.support.worker_proc import WorkerProcess, wait_for
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.long]
 
 HISTORY = [
     # Last-write-wins, regardless of arrival order.

@@ -29,7 +29,7 @@ from tests.support.worker_proc import (
     wait_for,
 )
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.long]
 REPO = Path(__file__).resolve().parents[2]
 
 PT_SCHEMA = {

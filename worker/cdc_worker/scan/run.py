@@ -53,7 +53,11 @@ class ScanOptions:
     recheck_wait_seconds: float = 60.0
     leaf_rows: int = 64
     fetch_size: int = 1000
-    batch_rows: int = 5000
+    batch_rows: int = 5000  # a verify chunk's rows
+    # A backfill chunk's rows, one transaction each: a chunk costs PostgreSQL about 100 ms
+    # besides its rows (a dozen statements, each a round trip that waits for the GIL); at
+    # 20,000 rows instead of 5,000 a backfill of 1M rows took 9 % less time (docs/scan.md).
+    backfill_rows: int = 20000
     resume: bool = True
     contact_points: tuple[str, ...] = ()
 
@@ -213,10 +217,10 @@ class Scan:
         return res
 
     def _chunks(
-        self, ranges: list[TokenRange], start: int, values_only: bool = False
+        self, ranges: list[TokenRange], start: int, size: int, values_only: bool = False
     ) -> Iterator[list[tuple[int, TokenRange, list[ScanRow]]]]:
         """The slice's ranges from `start` with their rows, read ahead, in chunks of contiguous
-        ranges holding about `batch_rows` rows (at most 512 ranges)."""
+        ranges holding about `size` rows (at most 512 ranges)."""
         chunk: list[tuple[int, TokenRange, list[ScanRow]]] = []
         n = 0
         stream = self.reader.read_ranges(ranges[start:], values_only=values_only)
@@ -234,7 +238,7 @@ class Scan:
                     chunk, n = [], 0
                 chunk.append((idx, r, rows))
                 n += len(rows)
-                if n >= self.opts.batch_rows or len(chunk) >= 512:
+                if n >= size or len(chunk) >= 512:
                     yield chunk
                     chunk, n = [], 0
                     gc.collect()  # see _quiet_gc
@@ -248,7 +252,7 @@ class Scan:
         res = self.result
         conv = R.RowConverter(self.target.schema)
         writing: Future[int] | None = None
-        for chunk in self._chunks(ranges, start):
+        for chunk in self._chunks(ranges, start, self.opts.backfill_rows):
             t = time.perf_counter()
             rows = [x for _, _, rs in chunk for x in rs]
             prepared = R.prepare_rows(conv, self.writer, rows)
@@ -279,7 +283,7 @@ class Scan:
         # Digests compare values only, so the ranges are read without WRITETIME()/TTL() (what
         # Cassandra returns now is what PostgreSQL must hold now); only the rows of a range that
         # differs are read again in full, for the in-flight rule and for repair.
-        for chunk in self._chunks(ranges, start, values_only=True):
+        for chunk in self._chunks(ranges, start, self.opts.batch_rows, values_only=True):
             specs = []
             for _, r, rows in chunk:
                 specs.append((r, min((x.read_us for x in rows), default=int(time.time() * 1e6))))
