@@ -57,7 +57,7 @@ export CGO_ENABLED=0
 export GOGC="${GOGC:-off}"
 export GOMEMLIMIT="${GOMEMLIMIT:-3GiB}"
 # Builds are CPU-bound and long: stay out of the way of whatever else runs on the machine.
-NICE=(nice -n "${GO_BUILD_NICE:-${K8S_BUILD_NICE:-19}}")
+NICE=(nice -n "${K8S_BUILD_NICE:-19}")
 BUILD_P=()
 [[ -n "${K8S_BUILD_P:-}" ]] && BUILD_P=(-p "$K8S_BUILD_P")
 

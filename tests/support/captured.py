@@ -75,7 +75,10 @@ def capture(env: dict[str, str], session: Session, prefix: str, columns: str) ->
     session.execute(f"CREATE TABLE {ks}.t ({columns}) WITH cdc = true")
 
     def captured() -> bool:
-        st = agent_status(env)
+        try:
+            st = agent_status(env)
+        except OSError:  # the agent (re)starting for another test: ask again
+            return False
         return f"{ks}.t" in st.get("agent_tables", []) and st.get("phase") == "ready"
 
     wait_for(captured, 120, "the agent to capture the table")
