@@ -31,7 +31,6 @@ source "$(dirname "${BASH_SOURCE[0]}")/module.sh"
 K8S_DIR="$CACHE/k8s-$K8S_VERSION"
 ETCD_DIR="$CACHE/etcd-$ETCD_VERSION"
 HELM_DIR="$CACHE/helm-$HELM_VERSION"
-K8S_BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
 
 print_vars() {
   cat <<EOF
@@ -75,7 +74,7 @@ build_kubernetes() {
   local t; t=$(date +%s)
   local minor=${K8S_VERSION#v1.}; minor=${minor%%.*}
   local build_date; build_date=$(date -u +'%Y-%m-%dT%H:%M:%SZ')
-  local ldflags="-s -w" pkg kv m
+  local ldflags="-s -w" pkg kv
   # Both copies of the version variables: component-base serves /version, client-go is what
   # kubectl reports as its own client version. Without them everything says v0.0.0.
   for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
@@ -84,12 +83,10 @@ build_kubernetes() {
       ldflags+=" -X $pkg.$kv"
     done
   done
-  local pkgs=()
-  for m in "${K8S_BINARIES[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$m"); done
   log "kubernetes $K8S_VERSION: building ${K8S_BINARIES[*]} (~7 min cold on 2 cores)"
   rm -rf "$K8S_DIR/bin.tmp"
   mkdir -p "$K8S_DIR/bin.tmp"
-  module_build "$K8S_DIR/bin.tmp" "$ldflags" "${pkgs[@]}"
+  module_build "$K8S_DIR/bin.tmp" "$ldflags" "${K8S_BINARIES[@]/#/k8s.io/kubernetes/cmd/}"
   install_bin "$K8S_DIR" "$key"
   log "kubernetes $K8S_VERSION: built in $(elapsed "$t")"
 }

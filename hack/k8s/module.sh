@@ -31,9 +31,9 @@ PROMETHEUS_MODULE_VERSION="v0.$((${PROMETHEUS_MINOR%%.*} + 300)).${PROMETHEUS_MI
 GO_TAGS=selinux,notest,grpcnotrace,remove_all_sd
 CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/cass-cdc-pg"
 MODULE_DIR="$CACHE/go-tools/module"
+K8S_BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
 GO_TOOLS=(
-  k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager
-  k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl
+  "${K8S_BINARIES[@]/#/k8s.io/kubernetes/cmd/}"
   go.etcd.io/etcd/server/v3 go.etcd.io/etcd/etcdctl/v3
   helm.sh/helm/v3/cmd/helm
   github.com/prometheus/prometheus/cmd/prometheus github.com/prometheus/prometheus/cmd/promtool
