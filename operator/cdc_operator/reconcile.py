@@ -570,8 +570,7 @@ async def _reconcile(
             lag = await BREAKERS.call(
                 kafka_dep,
                 lambda: asyncio.to_thread(topics.consumer_lag, kafka, names.group_id(ns, name),
-                                          topic_names, KAFKA_TIMEOUT / 2, strict=True,
-                                          partitions={w.name: w.partitions for w in wants}),
+                                          topic_names, KAFKA_TIMEOUT / 2, strict=True),
                 KAFKA_TIMEOUT, _kafka_outage,
             )  # fmt: skip
         except Unavailable as e:

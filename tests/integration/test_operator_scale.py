@@ -104,11 +104,19 @@ def wait_converged(cluster: Cluster, ns: str, op: Operator, since: float) -> flo
     seen: list[tuple[int, int]] = [(0, 0)]
 
     def done() -> bool:
+        assert op.proc is not None
+        if op.proc.poll() is not None:
+            raise AssertionError(f"the operator exited ({op.proc.returncode}); log:\n"
+                                 f"{op.logs()[-6000:]}")  # fmt: skip
         seen[0] = converged(cluster, ns)
         return seen[0] == (PIPELINES, PIPELINES * TABLES)
 
-    why = f"every pipeline and table Ready (got {seen[0]}); log:\n{op.logs()[-3000:]}"
-    wait_for(done, BOUND_SECONDS, why)
+    try:
+        wait_for(done, BOUND_SECONDS, "every pipeline and table Ready")
+    except AssertionError as e:
+        if "exited" in str(e):
+            raise
+        raise AssertionError(f"{e} (got {seen[0]}); log:\n{op.logs()[-3000:]}") from None
     return time.monotonic() - since
 
 

@@ -53,6 +53,13 @@ def metadata(client: AdminClient, timeout: float, max_age: float = METADATA_SECO
     return meta
 
 
+def stale(client: AdminClient) -> None:
+    """Topics were deleted through `client`: the next reader fetches metadata (lag must not
+    ask for a partition librdkafka no longer knows; see `topics.consumer_lag`)."""
+    with _lock:
+        _metadata.pop(id(client), None)
+
+
 def forget(settings: dict[str, Any]) -> None:
     """Drop a client after an error that may have left it unusable (e.g. auth failure)."""
     with _lock:

@@ -140,7 +140,9 @@ def _set_retention(
 
 def delete_topics(settings: dict[str, Any], names: list[str], timeout: float = 15) -> None:
     admin = kafka_clients.admin(settings, timeout)
-    for name, f in admin.delete_topics(names, request_timeout=timeout).items():
+    futures = admin.delete_topics(names, request_timeout=timeout)
+    kafka_clients.stale(admin)
+    for name, f in futures.items():
         try:
             f.result(timeout)
         except KafkaException as e:
@@ -150,16 +152,23 @@ def delete_topics(settings: dict[str, Any], names: list[str], timeout: float = 1
 
 def consumer_lag(
     settings: dict[str, Any], group: str, topics: list[str], timeout: float = 5,
-    strict: bool = False, partitions: dict[str, int] | None = None,
+    strict: bool = False,
 ) -> dict[str, int]:  # fmt: skip
     """Messages behind per topic for a consumer group (from the workers' mirror commits).
 
     Two batched admin requests on the shared client: the group's committed offsets, and the
     partitions' end offsets (which partitions: from metadata shared for a few seconds). Lag
     is unknown ({}) when Kafka cannot say; with `strict`, Kafka not answering at all raises
-    `KafkaUnreachable` instead. `partitions` (topic -> count) stands in for topics the shared
-    metadata does not show yet (just created); re-reading the metadata of every topic in the
-    cluster for them cost more than the rest of the pass once Kafka held thousands.
+    `KafkaUnreachable` instead. A topic the shared metadata does not show yet (just created),
+    or a partition without a leader, is left out: its lag is unknown until the next refresh.
+
+    Leaving them out is what keeps the operator alive: librdkafka's ListOffsets looks up
+    partition leaders on the calling thread, and when one is unknown it registers for metadata
+    changes before it has finished with the request; a change arriving on librdkafka's main
+    thread in that window runs the same request there and frees it under the caller (a
+    segfault in `list_offsets`, seen in a 360-object burst and reproduced in
+    tests/integration/test_operator_kafka.py). With every leader known the lookup completes
+    at once and nothing is shared with the main thread.
     """
     admin = kafka_clients.admin(settings)
     try:
@@ -170,10 +179,9 @@ def consumer_lag(
             raise KafkaUnreachable(f"Kafka unreachable: {e.args[0].str()}") from None
         return {}
     try:
-        known = {t: list(meta.topics[t].partitions) for t in topics if t in meta.topics}
-        known |= {t: list(range(n)) for t, n in (partitions or {}).items()
-                  if t in topics and t not in known}  # fmt: skip
-        parts = [TopicPartition(t, p) for t, ps in known.items() for p in ps]
+        parts = [TopicPartition(t, p) for t in topics if t in meta.topics
+                 and meta.topics[t].error is None
+                 for p, part in meta.topics[t].partitions.items() if part.leader >= 0]  # fmt: skip
         if not parts:
             return {}
         request = [ConsumerGroupTopicPartitions(group, parts)]

@@ -100,7 +100,8 @@ class KafkaProbe:
             TopicPartition(name, p): OffsetSpec.latest()  # type: ignore[no-untyped-call]
             for name in names
             if name in meta and meta[name].error is None
-            for p in meta[name].partitions
+            for p, part in meta[name].partitions.items()
+            if part.leader >= 0  # librdkafka's ListOffsets can crash on an unknown leader
         }
         if not request:
             return out
