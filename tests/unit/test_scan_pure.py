@@ -11,7 +11,7 @@ import pytest
 from cdc_worker.scan.compare import Comparer
 from cdc_worker.scan.digest import Digest, row_hash
 from cdc_worker.scan.pgside import PgRow
-from cdc_worker.scan.reader import ScanRow
+from cdc_worker.scan.reader import ScanRow, ValueRows
 from cdc_worker.scan.ring import (
     MAX_TOKEN,
     MIN_TOKEN,
@@ -156,3 +156,34 @@ def test_drill_down_finds_exactly_the_differing_rows_with_few_queries() -> None:
     cmp.pg = fake2  # type: ignore[assignment]
     assert cmp.compare(None, TokenRange(MIN_TOKEN, MAX_TOKEN), scan_rows, 0) == []  # type: ignore[arg-type]
     assert fake2.queries == 1
+
+
+def test_values_only_rows_digest_like_cell_rows() -> None:
+    """A verify digests the driver's values-only tuples directly; the result must be the row
+    digest of the same values as cells (what PostgreSQL's side is checked against)."""
+    cols = {"a": "int", "b": "bigint", "t": "text", "d": "double", "f": "boolean", "s": "set<int>"}
+    schema = schema_from_spec("ks", "t", ["a"], ["b"], cols)
+    target = Target(schema, "s", "t", DeleteMode.HARD)
+    cmp = Comparer(target, None)  # type: ignore[arg-type]
+    rng = random.Random(5)
+    names = ["t", "d", "f", "s"]  # the reader's order, not the table's
+    tuples = []
+    for i in range(300):
+        vals = [rng.choice([None, f"x{i} é"]), rng.choice([None, i / 7]),
+                rng.choice([None, True, False]), rng.choice([None, [1, i]])]  # fmt: skip
+        tuples.append((rng.randint(MIN_TOKEN + 1, MAX_TOKEN), i, -i, *vals))
+    got = cmp.canon_values(ValueRows(77, tuples), names)
+    want = [
+        cmp.canon_row(ScanRow(t[0], t[1:3], {n: (v, None, None) for n, v in
+                                              zip(names, t[3:], strict=True)}, 77), 77)
+        for t in tuples
+    ]  # fmt: skip
+    assert len(got) == len(want) == 300  # every column replicated: a row of nulls is a row
+    for g, w in zip(got, want, strict=True):
+        assert w is not None
+        assert (g.key_text, g.fields, g.hash, g.newest) == (w.key_text, w.fields, w.hash, 0)
+        assert (g.row.token, g.row.key, g.row.read_us) == (w.row.token, w.row.key, 77)
+    # A column the reader does not read (as for a counter) is null on both paths.
+    partial = cmp.canon_values(ValueRows(1, [t[:-1] for t in tuples]), names[:-1])
+    at = [v.source for v in cmp.vals].index("s")
+    assert [c.fields[at] for c in partial] == [None] * 300

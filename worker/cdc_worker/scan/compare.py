@@ -26,7 +26,7 @@ from typing import Any
 
 from cdc_worker.scan.digest import Digest, row_hash
 from cdc_worker.scan.pgside import Conn, PgRow, PgSide
-from cdc_worker.scan.reader import ScanRow
+from cdc_worker.scan.reader import ScanRow, ValueRows
 from cdc_worker.scan.ring import TokenRange
 from cdc_worker.scan.values import canon_fn
 from cdc_worker.target import Target
@@ -107,6 +107,30 @@ class Comparer:
 
     def canon_rows(self, rows: Sequence[ScanRow], now_us: int) -> list[CRow]:
         return [c for c in (self.canon_row(x, now_us) for x in rows) if c is not None]
+
+    def canon_values(self, vr: ValueRows, names: Sequence[str]) -> list[CRow]:
+        """`canon_rows` of values-only rows (`Reader.read_value_ranges`, value columns in
+        `names` order), straight from the driver's tuples. Without write times or expiries
+        nothing is near expiring and nothing is newer than the read: `newest` is 0, and each
+        CRow's `row` holds the token and key only (a difference is re-read in full)."""
+        nk = len(self.keys)
+        at = {n: 1 + nk + i for i, n in enumerate(names)}
+        vals = [(at.get(source, -1), fn) for source, fn in self._val_fns]
+        key_fns = self._key_fns
+        every = self.all_columns
+        no_cells: dict[str, Any] = {}
+        out: list[CRow] = []
+        for row in vr.rows:
+            key = row[1 : 1 + nk]
+            ks = [f(v) or "" for f, v in zip(key_fns, key, strict=True)]
+            key_text = "".join([f"{len(s)}:{s}" for s in ks])
+            fields = tuple([None if i < 0 or (v := row[i]) is None else fn(v) for i, fn in vals])
+            if not every and all(f is None for f in fields):
+                continue
+            text = key_text + "".join(["~" if f is None else f"{len(f)}:{f}" for f in fields])
+            out.append(CRow(ScanRow(row[0], key, no_cells, vr.read_us), key_text, fields,
+                            row_hash(text), 0))  # fmt: skip
+        return out
 
     def compare(
         self, conn: Conn, r: TokenRange, rows: Sequence[ScanRow], now_us: int

@@ -29,7 +29,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from cdc_worker.config import CassandraConfig, secret
 from cdc_worker.scan.ring import TokenRange
@@ -39,6 +39,7 @@ CONSISTENCY_LEVELS = ("ONE", "TWO", "THREE", "QUORUM", "ALL", "LOCAL_QUORUM", "E
                       "LOCAL_ONE")  # fmt: skip
 
 Cell = tuple[Any, int | None, int | None]  # driver value, write time µs, expiry µs
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -47,6 +48,18 @@ class ScanRow:
     key: tuple[Any, ...]  # driver values, primary-key order
     cells: dict[str, Cell]  # source column -> cell (value None: no live cell)
     read_us: int  # when the page holding this row was read
+
+
+@dataclass(frozen=True, slots=True)
+class ValueRows:
+    """A range's rows from `Reader.read_value_ranges`: the driver's tuples, (token, primary
+    key..., the values of `Reader.value_names`...), as read from `read_us` on."""
+
+    read_us: int
+    rows: list[tuple[Any, ...]]
+
+    def __len__(self) -> int:
+        return len(self.rows)
 
 
 def connect(cfg: CassandraConfig, env: dict[str, str], contact_points: Sequence[str] = ()) -> Any:
@@ -132,7 +145,7 @@ class Reader:
         self._row = self._prepare(f"{base} WHERE {where}")
         self.nkey = len(schema.primary_key)
         self.has_clustering = bool(schema.clustering)
-        self._names = [c.name for c in self.columns]
+        self.value_names = [c.name for c in self.columns]
         self._profile = _tuple_profile(session)
 
     def _prepare(self, cql: str) -> Any:
@@ -152,23 +165,32 @@ class Reader:
         return out
 
     def read_ranges(
-        self, ranges: Iterable[TokenRange], window: int = 4, ahead: int = 8,
-        values_only: bool = False,
-    ) -> Generator[tuple[TokenRange, list[ScanRow]], None, None]:  # fmt: skip
+        self, ranges: Iterable[TokenRange], window: int = 4, ahead: int = 8
+    ) -> Generator[tuple[TokenRange, list[ScanRow]], None, None]:
         """`(r, self.read(r))` for each range in order, read ahead by a thread.
 
         The thread keeps `window` range queries in flight (Cassandra works on the
         next ranges while this one is decoded) and up to `ahead` decoded ranges
         queued, so the caller's PostgreSQL work and Python work overlap the reads.
         Closing the iterator early stops the thread.
-
-        `values_only`: the live values without WRITETIME()/TTL() (cells `(value,
-        None, None)`), what Cassandra itself returns at the time of the read. That
-        is all a digest compares, and it costs Cassandra and the driver a fraction
-        of the full query; a verify re-reads only the rows that differ in full.
         """
-        stmt = self._values if values_only else self._range
-        convert = self._convert_values if values_only else self._convert
+        return self._ahead(ranges, self._range, lambda rs, first: list(self._pages(rs, first)),
+                           window, ahead)  # fmt: skip
+
+    def read_value_ranges(
+        self, ranges: Iterable[TokenRange], window: int = 4, ahead: int = 8
+    ) -> Generator[tuple[TokenRange, ValueRows], None, None]:
+        """`read_ranges` of the live values only, without WRITETIME()/TTL(): what Cassandra
+        itself returns at the time of the read. That is all a digest compares, and it costs
+        Cassandra and the driver a fraction of the full query; a verify re-reads only the rows
+        that differ in full. The rows stay the driver's tuples (`ValueRows`): building a cell
+        map per row cost as much as digesting it."""
+        return self._ahead(ranges, self._values, self._value_rows, window, ahead)
+
+    def _ahead(
+        self, ranges: Iterable[TokenRange], stmt: Any, collect: Callable[[Any, int | None], T],
+        window: int, ahead: int,
+    ) -> Generator[tuple[TokenRange, T], None, None]:  # fmt: skip
         q: queue.Queue[Any] = queue.Queue(maxsize=max(1, ahead))
         stop = threading.Event()
 
@@ -199,7 +221,7 @@ class Reader:
                     r, fut, arrived = futures.popleft()
                     rs = fut.result()
                     submit()
-                    put((r, list(self._pages(rs, arrived[0] or None, convert))))
+                    put((r, collect(rs, arrived[0] or None)))
                 put(_END)
             except BaseException as e:  # handed to the consumer, raised there
                 put(e)
@@ -226,23 +248,34 @@ class Reader:
     def _rows(self, stmt: Any) -> Iterator[ScanRow]:
         return self._pages(self._execute_async(stmt).result())
 
-    def _pages(
-        self, rs: Any, first_us: int | None = None,
-        convert: Callable[[Sequence[Any], int, int], ScanRow | None] | None = None,
-    ) -> Iterator[ScanRow]:  # fmt: skip
-        convert = convert or self._convert
+    def _pages(self, rs: Any, first_us: int | None = None) -> Iterator[ScanRow]:
         while True:
             now_us = first_us or int(time.time() * 1_000_000)
             first_us = None
             now_s = now_us // 1_000_000
             page = rs.current_rows
             for row in page:
-                out = convert(row, now_us, now_s)
+                out = self._convert(row, now_us, now_s)
                 if out is not None:
                     yield out
             self.limiter.took(len(page))
             if not rs.has_more_pages:
                 return
+            rs.fetch_next_page()
+
+    def _value_rows(self, rs: Any, first_us: int | None) -> ValueRows:
+        read_us = first_us or int(time.time() * 1_000_000)
+        rows: list[tuple[Any, ...]] = []
+        last_key = self.nkey  # a partition holding only static cells: no row to replicate
+        while True:
+            page = rs.current_rows
+            if self.has_clustering:
+                rows += [x for x in page if x[last_key] is not None]
+            else:
+                rows += page
+            self.limiter.took(len(page))
+            if not rs.has_more_pages:
+                return ValueRows(read_us, rows)
             rs.fetch_next_page()
 
     def _convert(self, row: Sequence[Any], now_us: int, now_s: int) -> ScanRow | None:
@@ -251,23 +284,13 @@ class Reader:
             return None  # a partition holding only static cells: no row to replicate
         cells: dict[str, Cell] = {}
         i = 1 + self.nkey
-        for name in self._names:
+        for name in self.value_names:
             ttl = row[i + 2]
             if ttl is None:
                 cells[name] = (row[i], row[i + 1], None)
             else:
                 cells[name] = (row[i], row[i + 1], (now_s + int(ttl)) * 1_000_000)
             i += 3
-        return ScanRow(int(row[0]), key, cells, now_us)
-
-    def _convert_values(self, row: Sequence[Any], now_us: int, _now_s: int) -> ScanRow | None:
-        key = tuple(row[1 : 1 + self.nkey])
-        if self.has_clustering and key[-1] is None:
-            return None
-        vals = row[1 + self.nkey :]
-        cells: dict[str, Cell] = {
-            n: (v, None, None) for n, v in zip(self._names, vals, strict=True)
-        }
         return ScanRow(int(row[0]), key, cells, now_us)
 
 

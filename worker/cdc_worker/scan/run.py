@@ -15,7 +15,7 @@ from __future__ import annotations
 import gc
 import hashlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator, Sized
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -30,7 +30,7 @@ from cdc_worker.scan import repair as R
 from cdc_worker.scan.compare import Comparer, Diff
 from cdc_worker.scan.digest import Digest
 from cdc_worker.scan.pgside import CHECKPOINTS_DDL, Conn, PgSide
-from cdc_worker.scan.reader import Reader, ScanRow, connect, ring_tokens
+from cdc_worker.scan.reader import Reader, connect, ring_tokens
 from cdc_worker.scan.ring import TokenRange, plan, slice_of
 from cdc_worker.sources import resolve_schema
 from cdc_worker.tables import prepare
@@ -38,6 +38,7 @@ from cdc_worker.target import DeleteMode, Target, qi
 
 log = structlog.get_logger("cdc_worker.scan")
 T = TypeVar("T")
+R_ = TypeVar("R_", bound=Sized)  # a range's rows, as a Reader stream yields them
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,13 +218,12 @@ class Scan:
         return res
 
     def _chunks(
-        self, ranges: list[TokenRange], start: int, size: int, values_only: bool = False
-    ) -> Iterator[list[tuple[int, TokenRange, list[ScanRow]]]]:
-        """The slice's ranges from `start` with their rows, read ahead, in chunks of contiguous
-        ranges holding about `size` rows (at most 512 ranges)."""
-        chunk: list[tuple[int, TokenRange, list[ScanRow]]] = []
+        self, stream: Generator[tuple[TokenRange, R_], None, None], start: int, size: int
+    ) -> Iterator[list[tuple[int, TokenRange, R_]]]:
+        """The slice's ranges from `start` with their rows (a `Reader` stream), in chunks of
+        contiguous ranges holding about `size` rows (at most 512 ranges)."""
+        chunk: list[tuple[int, TokenRange, R_]] = []
         n = 0
-        stream = self.reader.read_ranges(ranges[start:], values_only=values_only)
         idx = start
         try:
             while True:
@@ -252,7 +252,8 @@ class Scan:
         res = self.result
         conv = R.RowConverter(self.target.schema)
         writing: Future[int] | None = None
-        for chunk in self._chunks(ranges, start, self.opts.backfill_rows):
+        stream = self.reader.read_ranges(ranges[start:])
+        for chunk in self._chunks(stream, start, self.opts.backfill_rows):
             t = time.perf_counter()
             rows = [x for _, _, rs in chunk for x in rs]
             prepared = R.prepare_rows(conv, self.writer, rows)
@@ -283,14 +284,13 @@ class Scan:
         # Digests compare values only, so the ranges are read without WRITETIME()/TTL() (what
         # Cassandra returns now is what PostgreSQL must hold now); only the rows of a range that
         # differs are read again in full, for the in-flight rule and for repair.
-        for chunk in self._chunks(ranges, start, self.opts.batch_rows, values_only=True):
-            specs = []
-            for _, r, rows in chunk:
-                specs.append((r, min((x.read_us for x in rows), default=int(time.time() * 1e6))))
+        stream = self.reader.read_value_ranges(ranges[start:])
+        names = self.reader.value_names
+        for chunk in self._chunks(stream, start, self.opts.batch_rows):
+            specs = [(r, rows.read_us) for _, r, rows in chunk]
             digests = pool.submit(self._timed, self._pg_digests, specs)  # PostgreSQL works ...
             t = time.perf_counter()
-            crows = [self.cmp.canon_rows(rows, now) for (_, _, rows), (_, now) in
-                     zip(chunk, specs, strict=True)]  # fmt: skip
+            crows = [self.cmp.canon_values(rows, names) for _, _, rows in chunk]
             t = self._took("python", t)
             pg_ds = digests.result()  # ... on the digests of the same ranges meanwhile
             self._took("postgresWait", t)
