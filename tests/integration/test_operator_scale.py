@@ -114,8 +114,8 @@ def wait_converged(cluster: Cluster, ns: str, op: Operator, since: float) -> flo
     try:
         wait_for(done, BOUND_SECONDS, "every pipeline and table Ready")
     except AssertionError as e:
-        if "exited" in str(e):
-            raise
+        if op.proc is not None and op.proc.poll() is not None:
+            raise  # done() said so, with the log
         raise AssertionError(f"{e} (got {seen[0]}); log:\n{op.logs()[-3000:]}") from None
     return time.monotonic() - since
 
